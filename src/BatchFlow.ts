@@ -1,0 +1,167 @@
+/**
+ * The BatchFlow service: submit rows cheaply; a background engine groups them by size or time,
+ * splits each flush by target and writes each group through the `BatchExecutor` with retry, a
+ * concurrency limit, per-attempt timeouts and same-key ordering. Closing the layer's scope stops
+ * intake, flushes every buffered row and waits for every in-flight write.
+ *
+ * @since 0.1.0
+ */
+
+import type * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import type { BatchExecutor } from "./BatchExecutor.js"
+import * as BatchFlowConfig from "./BatchFlowConfig.js"
+import type { BatchFailure, BatchFlowClosed, BatchFlowConfigError, InvalidRow } from "./BatchFlowError.js"
+import * as internal from "./internal/engine.js"
+import { ErrorClassifier } from "./Retry.js"
+import type * as Target from "./Target.js"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("effect-batchflow/BatchFlow")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * Counters of one flow since it started.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stats {
+  /** Rows in the buffer, not yet taken by a flush. */
+  readonly buffered: number
+  /** Groups taken by a flush and not finished (waiting for a permit, executing or backing off). */
+  readonly inFlight: number
+  /** Rows accepted by submit, submitAll and write. */
+  readonly accepted: number
+  /** Rows the executor committed. */
+  readonly committed: number
+  /** Rows reported in a `BatchFailure`. accepted = buffered + in flight + committed + failed. */
+  readonly failed: number
+  /** Attempts beyond the first, over all groups. */
+  readonly retries: number
+  /** Failures dropped because the `failures` buffer was full (they were still logged). */
+  readonly droppedFailures: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface BatchFlow {
+  readonly [TypeId]: TypeId
+  /**
+   * Validates the row against the target's schema and enqueues it. Suspends while the buffer is
+   * full; if the caller is interrupted (or times out) while suspended, nothing is enqueued. Fails
+   * with `InvalidRow` (naming the field) or `BatchFlowClosed`.
+   */
+  readonly submit: <A>(target: Target.Target<A>, row: A) => Effect.Effect<void, InvalidRow | BatchFlowClosed>
+  /**
+   * Validates every row first (an invalid row rejects the whole call, with its `index`), then
+   * enqueues them in order. Rows that fit in the buffer are accepted together; a call with more rows
+   * than `bufferSize` is accepted in pieces, so an interruption can leave a prefix accepted.
+   */
+  readonly submitAll: <A>(
+    target: Target.Target<A>,
+    rows: Iterable<A>
+  ) => Effect.Effect<void, InvalidRow | BatchFlowClosed>
+  /**
+   * Like `submit`, then waits until the row's batch is committed; fails with that batch's
+   * `BatchFailure` if it is not. Interrupting the wait does not withdraw the row.
+   */
+  readonly write: <A>(
+    target: Target.Target<A>,
+    row: A
+  ) => Effect.Effect<void, InvalidRow | BatchFlowClosed | BatchFailure>
+  /**
+   * Writes everything submitted before the call and returns when those writes have finished
+   * (committed, or reported as failures: see `failures` and `write`).
+   */
+  readonly flush: Effect.Effect<void>
+  /**
+   * Stops intake (later submits fail with `BatchFlowClosed`, suspended ones too), writes every
+   * buffered row and waits for all in-flight writes, at most `closeTimeout`; rows not written by then
+   * are reported with reason `close_timeout`. Idempotent; closing the layer's scope does the same.
+   */
+  readonly close: Effect.Effect<void>
+  /** Waits until the flow is closed and everything is written or reported. */
+  readonly awaitDone: Effect.Effect<void>
+  readonly isDone: Effect.Effect<boolean>
+  /**
+   * Every batch that could not be written, with its rows, attempts, reason and cause. Bounded by
+   * `failureBufferSize` while unread (further failures are dropped, counted in `stats` and still
+   * logged); ends when the flow is done. Meant for one reader.
+   */
+  readonly failures: Stream.Stream<BatchFailure>
+  readonly stats: Effect.Effect<Stats>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export const BatchFlow: Context.Tag<BatchFlow, BatchFlow> = Context.GenericTag<BatchFlow>(
+  "effect-batchflow/BatchFlow"
+)
+
+/**
+ * Starts a flow in the current scope. Closing the scope closes the flow (see `close`).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: BatchFlowConfig.Options = {}
+): Effect.Effect<BatchFlow, BatchFlowConfigError, BatchExecutor | Scope.Scope> =>
+  Effect.gen(function* () {
+    const config = yield* BatchFlowConfig.make(options)
+    const classifier = yield* Effect.serviceOption(ErrorClassifier)
+    const engine = yield* internal.make(config, classifier._tag === "Some" ? classifier.value.rules : [])
+    return {
+      [TypeId]: TypeId,
+      submit: (target, row) => engine.submit(target, row),
+      submitAll: (target, rows) => engine.submitAll(target, rows),
+      write: (target, row) => engine.write(target, row),
+      flush: engine.flush,
+      close: engine.close,
+      awaitDone: engine.awaitDone,
+      isDone: engine.isDone,
+      failures: engine.failures,
+      stats: engine.stats
+    }
+  })
+
+/**
+ * A scoped layer: building it starts the engine, releasing it closes the flow. Needs a
+ * `BatchExecutor` (and uses an `ErrorClassifier` if one is provided).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: BatchFlowConfig.Options = {}
+): Layer.Layer<BatchFlow, BatchFlowConfigError, BatchExecutor> => Layer.scoped(BatchFlow, make(options))
+
+/**
+ * Like `layer`, with options read from Effect `Config` (by default `BatchFlowConfig.config`, i.e. the
+ * `BATCHFLOW_*` environment variables).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config<BatchFlowConfig.Options> = BatchFlowConfig.config
+): Layer.Layer<BatchFlow, BatchFlowConfigError | ConfigError.ConfigError, BatchExecutor> =>
+  Layer.scoped(BatchFlow, Effect.flatMap(config, make))

@@ -1,0 +1,226 @@
+/**
+ * The engine's configuration: every field with its default, its allowed range and its reason.
+ * Invalid values fail when the flow's layer is built, with an error naming the field.
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import { BatchFlowConfigError } from "./BatchFlowError.js"
+
+/**
+ * Retry settings. The delay before retry n (1-based) is `min(backoffBase · 2^(n-1) · j, maxBackoff)`
+ * where `j` is drawn uniformly from `[1 - jitter, 1 + jitter]`: exponential, jittered, and never above
+ * `maxBackoff`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RetryOptions {
+  /** Attempts per batch, including the first. `1` disables retry. Default 3; range ≥ 1. */
+  readonly maxAttempts: number
+  /** The first backoff delay. Default 20 ms; must be > 0. */
+  readonly backoffBase: Duration.Duration
+  /** The largest backoff delay, jitter included. Default 2 s; must be ≥ backoffBase. */
+  readonly maxBackoff: Duration.Duration
+  /** Relative jitter of each delay. Default 0.2 (±20 %); range 0–1. */
+  readonly jitter: number
+}
+
+/**
+ * The resolved configuration.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BatchFlowConfig {
+  /**
+   * Rows the buffer holds before `submit` suspends. Default 10,000; must be ≥ flushSize. Rows held in
+   * memory are at most bufferSize + (concurrency + targets per flush) × flushSize.
+   */
+  readonly bufferSize: number
+  /** Rows per batch (all targets together): a full batch is written at once. Default 500; ≥ 1. */
+  readonly flushSize: number
+  /**
+   * The longest a partial batch waits before it is written, counted from when the engine sees the
+   * buffer stop being empty (and restarted after every flush). Default 100 ms; must be > 0.
+   */
+  readonly flushInterval: Duration.Duration
+  /** Executor calls running at once. Default 4; ≥ 1. */
+  readonly concurrency: number
+  /** Retry of failed executor calls; only errors the classifier calls retryable are retried. */
+  readonly retry: RetryOptions
+  /** Per-attempt limit: an attempt running longer is interrupted. Default 30 s; > 0 or infinity. */
+  readonly timeout: Duration.Duration
+  /**
+   * How long closing waits for buffered and in-flight rows. Rows not written by then are reported
+   * as a `BatchFailure` with reason `close_timeout`. Default 30 s; > 0 or infinity.
+   */
+  readonly closeTimeout: Duration.Duration
+  /** Failures kept for the `failures` stream until read; further ones are dropped and counted. Default 1,024; ≥ 1. */
+  readonly failureBufferSize: number
+}
+
+/**
+ * What users pass: every field optional, durations in any `DurationInput` form.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly bufferSize?: number | undefined
+  readonly flushSize?: number | undefined
+  readonly flushInterval?: Duration.DurationInput | undefined
+  readonly concurrency?: number | undefined
+  readonly retry?:
+    | {
+        readonly maxAttempts?: number | undefined
+        readonly backoffBase?: Duration.DurationInput | undefined
+        readonly maxBackoff?: Duration.DurationInput | undefined
+        readonly jitter?: number | undefined
+      }
+    | undefined
+  readonly timeout?: Duration.DurationInput | undefined
+  readonly closeTimeout?: Duration.DurationInput | undefined
+  readonly failureBufferSize?: number | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const defaults: BatchFlowConfig = {
+  bufferSize: 10_000,
+  flushSize: 500,
+  flushInterval: Duration.millis(100),
+  concurrency: 4,
+  retry: {
+    maxAttempts: 3,
+    backoffBase: Duration.millis(20),
+    maxBackoff: Duration.seconds(2),
+    jitter: 0.2
+  },
+  timeout: Duration.seconds(30),
+  closeTimeout: Duration.seconds(30),
+  failureBufferSize: 1024
+}
+
+const invalid = (field: string, value: unknown, expected: string) =>
+  Effect.fail(new BatchFlowConfigError({ field, value: String(value), expected }))
+
+const integerAtLeast = (field: string, value: number, min: number, extra = "") =>
+  Number.isSafeInteger(value) && value >= min
+    ? Effect.succeed(value)
+    : invalid(field, value, `an integer ≥ ${min}${extra}`)
+
+const duration = (field: string, input: Duration.DurationInput, allowInfinity: boolean) =>
+  Effect.suspend(() => {
+    const decoded = Duration.decodeUnknown(input)
+    if (decoded._tag === "None") return invalid(field, input, "a duration such as 100 millis or 5 seconds")
+    const d = decoded.value
+    if (!Duration.isFinite(d)) {
+      return allowInfinity ? Effect.succeed(d) : invalid(field, Duration.format(d), "a finite duration")
+    }
+    return Duration.toMillis(d) > 0 ? Effect.succeed(d) : invalid(field, Duration.format(d), "a duration > 0")
+  })
+
+/**
+ * Resolves options against the defaults and validates every field.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options = {}): Effect.Effect<BatchFlowConfig, BatchFlowConfigError> =>
+  Effect.gen(function* () {
+    const flushSize = yield* integerAtLeast("flushSize", options.flushSize ?? defaults.flushSize, 1)
+    const bufferSize = yield* integerAtLeast(
+      "bufferSize",
+      options.bufferSize ?? defaults.bufferSize,
+      flushSize,
+      " (at least flushSize)"
+    )
+    const flushInterval = yield* duration(
+      "flushInterval",
+      options.flushInterval ?? defaults.flushInterval,
+      false
+    )
+    const concurrency = yield* integerAtLeast("concurrency", options.concurrency ?? defaults.concurrency, 1)
+    const retry = options.retry ?? {}
+    const maxAttempts = yield* integerAtLeast(
+      "retry.maxAttempts",
+      retry.maxAttempts ?? defaults.retry.maxAttempts,
+      1
+    )
+    const backoffBase = yield* duration(
+      "retry.backoffBase",
+      retry.backoffBase ?? defaults.retry.backoffBase,
+      false
+    )
+    const maxBackoff = yield* duration(
+      "retry.maxBackoff",
+      retry.maxBackoff ?? defaults.retry.maxBackoff,
+      false
+    )
+    if (Duration.lessThan(maxBackoff, backoffBase)) {
+      return yield* invalid(
+        "retry.maxBackoff",
+        Duration.format(maxBackoff),
+        `a duration ≥ retry.backoffBase (${Duration.format(backoffBase)})`
+      )
+    }
+    const jitter = retry.jitter ?? defaults.retry.jitter
+    if (!(jitter >= 0 && jitter <= 1)) return yield* invalid("retry.jitter", jitter, "a number from 0 to 1")
+    const timeout = yield* duration("timeout", options.timeout ?? defaults.timeout, true)
+    const closeTimeout = yield* duration("closeTimeout", options.closeTimeout ?? defaults.closeTimeout, true)
+    const failureBufferSize = yield* integerAtLeast(
+      "failureBufferSize",
+      options.failureBufferSize ?? defaults.failureBufferSize,
+      1
+    )
+    return {
+      bufferSize,
+      flushSize,
+      flushInterval,
+      concurrency,
+      retry: { maxAttempts, backoffBase, maxBackoff, jitter },
+      timeout,
+      closeTimeout,
+      failureBufferSize
+    }
+  })
+
+const optional = <A>(config: Config.Config<A>, description: string) =>
+  Config.option(config.pipe(Config.withDescription(description))).pipe(
+    Config.map((option) => (option._tag === "Some" ? option.value : undefined))
+  )
+
+/**
+ * Reads options from Effect `Config`. With the default provider these are environment variables:
+ * `BATCHFLOW_BUFFER_SIZE`, `BATCHFLOW_FLUSH_SIZE`, `BATCHFLOW_FLUSH_INTERVAL` (e.g. `100 millis`),
+ * `BATCHFLOW_CONCURRENCY`, `BATCHFLOW_RETRY_MAX_ATTEMPTS`, `BATCHFLOW_RETRY_BACKOFF_BASE`,
+ * `BATCHFLOW_RETRY_MAX_BACKOFF`, `BATCHFLOW_RETRY_JITTER`, `BATCHFLOW_TIMEOUT`,
+ * `BATCHFLOW_CLOSE_TIMEOUT`, `BATCHFLOW_FAILURE_BUFFER_SIZE`. Unset variables keep their defaults;
+ * the values are validated by `make` like any other options.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<Options> = Config.nested(
+  Config.all({
+    bufferSize: optional(Config.integer("BUFFER_SIZE"), "rows buffered before submit suspends"),
+    flushSize: optional(Config.integer("FLUSH_SIZE"), "rows per batch"),
+    flushInterval: optional(Config.duration("FLUSH_INTERVAL"), "longest wait of a partial batch"),
+    concurrency: optional(Config.integer("CONCURRENCY"), "executor calls at once"),
+    retry: Config.all({
+      maxAttempts: optional(Config.integer("RETRY_MAX_ATTEMPTS"), "attempts per batch, including the first"),
+      backoffBase: optional(Config.duration("RETRY_BACKOFF_BASE"), "first backoff delay"),
+      maxBackoff: optional(Config.duration("RETRY_MAX_BACKOFF"), "largest backoff delay"),
+      jitter: optional(Config.number("RETRY_JITTER"), "relative jitter of each delay, 0-1")
+    }),
+    timeout: optional(Config.duration("TIMEOUT"), "per-attempt timeout"),
+    closeTimeout: optional(Config.duration("CLOSE_TIMEOUT"), "how long close waits"),
+    failureBufferSize: optional(Config.integer("FAILURE_BUFFER_SIZE"), "failures kept until read")
+  }),
+  "BATCHFLOW"
+)

@@ -1,0 +1,201 @@
+/**
+ * The typed errors of effect-batchflow. Each says what happened and what to do, and keeps the
+ * underlying driver or executor error as `cause`.
+ *
+ * @since 0.1.0
+ */
+import * as Predicate from "effect/Predicate"
+import * as Schema from "effect/Schema"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("effect-batchflow/BatchFlowError")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * True for every error defined in this module.
+ *
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isBatchFlowError = (u: unknown): u is BatchFlowError => Predicate.hasProperty(u, TypeId)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type BatchFlowError =
+  | BatchFlowClosed
+  | InvalidRow
+  | BatchFailure
+  | BatchFlowConfigError
+  | AttemptTimeout
+  | ExecutorError
+
+/**
+ * `submit`, `submitAll` or `write` was called after `close` started (or the scope closed). The row
+ * was not accepted; nothing was enqueued.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BatchFlowClosed extends Schema.TaggedError<BatchFlowClosed>()("BatchFlowClosed", {
+  target: Schema.String
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId]: TypeId = TypeId
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `BatchFlow is closed: the row for target "${this.target}" was not accepted. Submit before closing the flow's scope.`
+  }
+}
+
+/**
+ * What is wrong with a field of a rejected row.
+ *
+ * - `missing`: a required field is absent (or `undefined`).
+ * - `extra`: the row has a field the target's schema does not declare.
+ * - `wrong_type`: the value does not match the field's schema (type or refinement).
+ * - `not_finite`: a number field holds `NaN`, `Infinity` or `-Infinity`.
+ * - `not_an_object`: the row itself is not a plain object.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type InvalidRowProblem = "missing" | "extra" | "wrong_type" | "not_finite" | "not_an_object"
+
+/**
+ * A row was rejected at submit because it does not match its target's schema. Nothing was enqueued
+ * for the call that failed; other rows are unaffected.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidRow extends Schema.TaggedError<InvalidRow>()("InvalidRow", {
+  target: Schema.String,
+  /** The first offending field (`""` when the row itself is not an object). */
+  field: Schema.String,
+  problem: Schema.Literal("missing", "extra", "wrong_type", "not_finite", "not_an_object"),
+  /** A human-readable description of the problem with the offending value. */
+  detail: Schema.String,
+  /** For `submitAll`: the position of the rejected row in the submitted array. */
+  index: Schema.optional(Schema.Number)
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId]: TypeId = TypeId
+  /** @since 0.1.0 */
+  override get message(): string {
+    const where = this.index === undefined ? "" : ` (row ${this.index})`
+    const field = this.field === "" ? "the row" : `field "${this.field}"`
+    return `Invalid row for target "${this.target}"${where}: ${field} is ${problemText[this.problem]}: ${this.detail}. Fix the row to match the target's schema and submit it again.`
+  }
+}
+
+const problemText: Record<InvalidRowProblem, string> = {
+  missing: "missing",
+  extra: "not declared by the schema",
+  wrong_type: "of the wrong type",
+  not_finite: "not a finite number",
+  not_an_object: "not an object"
+}
+
+/**
+ * The final outcome of a group of rows that could not be written: after the last attempt, after a
+ * non-retryable error, or because the flow closed before they could be written (reason
+ * `close_timeout`). Every accepted row that is not committed is reported in exactly one
+ * `BatchFailure`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BatchFailure extends Schema.TaggedError<BatchFailure>()("BatchFailure", {
+  target: Schema.String,
+  rows: Schema.Array(Schema.Unknown),
+  attempts: Schema.Number,
+  /** A low-cardinality reason from the classifier, e.g. `deadlock`, `timeout`, `close_timeout`. */
+  reason: Schema.String,
+  /** Whether the last error was classified as retryable (attempts ran out) or not. */
+  retryable: Schema.Boolean,
+  cause: Schema.Defect
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId]: TypeId = TypeId
+  /** @since 0.1.0 */
+  override get message(): string {
+    const tries = this.attempts === 1 ? "1 attempt" : `${this.attempts} attempts`
+    return `${this.rows.length} row(s) for target "${this.target}" were not written after ${tries} (reason: ${this.reason}): ${describe(this.cause)}`
+  }
+}
+
+/**
+ * A configuration value is outside its allowed range. Raised when the flow's layer is built.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BatchFlowConfigError extends Schema.TaggedError<BatchFlowConfigError>()("BatchFlowConfigError", {
+  field: Schema.String,
+  value: Schema.String,
+  expected: Schema.String
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId]: TypeId = TypeId
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `Invalid BatchFlow configuration: ${this.field} must be ${this.expected} (got ${this.value}).`
+  }
+}
+
+/**
+ * One attempt of an executor call ran longer than the configured `timeout` and was interrupted.
+ * Classified as retryable with reason `timeout`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class AttemptTimeout extends Schema.TaggedError<AttemptTimeout>()("AttemptTimeout", {
+  target: Schema.String,
+  timeoutMillis: Schema.Number
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId]: TypeId = TypeId
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `Writing a batch for target "${this.target}" took longer than ${this.timeoutMillis} ms; the attempt was interrupted.`
+  }
+}
+
+/**
+ * An error a custom executor can fail with to tell the engine how to treat it: whether to retry and
+ * under which low-cardinality reason to report it. Errors of other types go through the
+ * `ErrorClassifier`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ExecutorError extends Schema.TaggedError<ExecutorError>()("ExecutorError", {
+  message: Schema.String,
+  retryable: Schema.Boolean,
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId]: TypeId = TypeId
+}
+
+const describe = (cause: unknown): string => {
+  if (cause instanceof Error) return cause.message
+  if (typeof cause === "string") return cause
+  try {
+    return JSON.stringify(cause) ?? String(cause)
+  } catch {
+    return String(cause)
+  }
+}

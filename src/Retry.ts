@@ -1,0 +1,122 @@
+/**
+ * Retry: the backoff schedule and the error classifier that decides which errors are retried and
+ * under which low-cardinality reason a failure is reported.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Layer from "effect/Layer"
+import * as Predicate from "effect/Predicate"
+import * as Schedule from "effect/Schedule"
+import type { RetryOptions } from "./BatchFlowConfig.js"
+
+/**
+ * How the engine treats an error.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Classification {
+  /** Retry the batch (while attempts remain). */
+  readonly retryable: boolean
+  /** Low-cardinality label used in failures, logs and metrics (`deadlock`, `timeout`, …). */
+  readonly reason: string
+}
+
+/**
+ * A classification rule: answers for the errors it knows and `undefined` for the others.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Rule = (error: unknown) => Classification | undefined
+
+/**
+ * The answer for errors no rule knows: not retried, reason `non_retryable`. Retrying an unknown error
+ * could repeat a write that was applied, so unknown errors are final unless a rule says otherwise.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const unknownError: Classification = { retryable: false, reason: "non_retryable" }
+
+/**
+ * The engine's own rules: attempt timeouts are retryable (`timeout`), `ExecutorError`s carry their
+ * own answer. (Defects, i.e. thrown exceptions, never reach the rules: they are final, reason `defect`.)
+ *
+ * @since 0.1.0
+ * @category rules
+ */
+export const engineRule: Rule = (error) => {
+  if (Predicate.isTagged(error, "AttemptTimeout")) return { retryable: true, reason: "timeout" }
+  if (Predicate.isTagged(error, "ExecutorError") && Predicate.hasProperty(error, "retryable")) {
+    const e = error as unknown as { readonly retryable: boolean; readonly reason: string }
+    return { retryable: e.retryable, reason: e.reason }
+  }
+  return undefined
+}
+
+/**
+ * Combines rules: the first that answers wins; `unknownError` when none does.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const classifyWith =
+  (rules: ReadonlyArray<Rule>) =>
+  (error: unknown): Classification => {
+    for (const rule of rules) {
+      const answer = rule(error)
+      if (answer !== undefined) return answer
+    }
+    return unknownError
+  }
+
+/**
+ * A service with user rules for classifying executor errors. The engine asks these rules first, then
+ * the executor's own rules (database-specific, shipped with each backend), then `engineRule`.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class ErrorClassifier extends Context.Tag("effect-batchflow/Retry/ErrorClassifier")<
+  ErrorClassifier,
+  { readonly rules: ReadonlyArray<Rule> }
+>() {}
+
+/**
+ * Provides user classification rules, tried in order before the backend's and the engine's.
+ *
+ * @example
+ * ```ts
+ * import { Retry } from "effect-batchflow"
+ *
+ * const rules = Retry.layer((error) =>
+ *   error instanceof Error && error.message.includes("rate limited")
+ *     ? { retryable: true, reason: "rate_limited" }
+ *     : undefined
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (...rules: ReadonlyArray<Rule>): Layer.Layer<ErrorClassifier> =>
+  Layer.succeed(ErrorClassifier, { rules })
+
+/**
+ * The retry schedule: retries while the classified input is retryable and attempts remain. The delay before retry n (1-based) is
+ * `min(backoffBase · 2^(n-1) · j, maxBackoff)` with `j` uniform in `[1 - jitter, 1 + jitter]`: the cap
+ * is applied after the jitter, so it holds. Its input is the classification of the last error.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const schedule = (options: RetryOptions): Schedule.Schedule<unknown, Classification> =>
+  Schedule.exponential(options.backoffBase).pipe(
+    Schedule.jitteredWith({ min: 1 - options.jitter, max: 1 + options.jitter }),
+    Schedule.modifyDelay((_, delay) => Duration.min(delay, options.maxBackoff)),
+    Schedule.intersect(Schedule.recurs(options.maxAttempts - 1)),
+    Schedule.whileInput((c: Classification) => c.retryable)
+  )

@@ -1,0 +1,141 @@
+/**
+ * A target is where rows go: a name, a row schema and a key. The engine groups each flush by
+ * target, validates rows against the target's schema at submit, and uses the key to keep rows with
+ * the same key in submission order. SQL tables and Redis command families are targets too.
+ *
+ * @since 0.1.0
+ */
+import type * as Schema from "effect/Schema"
+import type { InvalidRow } from "./BatchFlowError.js"
+import { makeValidator } from "./internal/validate.js"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("effect-batchflow/Target")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Target<A> {
+  readonly [TypeId]: TypeId
+  /** Used in errors, failures and (later) metric labels. */
+  readonly name: string
+  /** The row schema; rows are checked against its type side at submit. */
+  readonly schema: Schema.Schema<A, unknown>
+  /** The fields that identify a row (for ordering, and for dedupe in backends). May be empty. */
+  readonly key: ReadonlyArray<string>
+  /**
+   * Whether rows with the same key must be committed in submission order when `concurrency > 1`.
+   * True by default when the target has a key.
+   */
+  readonly ordered: boolean
+  /** The row's key as one comparable value, or `undefined` when any key field is null/undefined. */
+  readonly keyOf: (row: A) => unknown
+  /** `undefined` for a valid row, otherwise the typed error naming the field. */
+  readonly validate: (row: unknown) => InvalidRow | undefined
+}
+
+/**
+ * Any target, whatever its row type.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Any {
+  readonly [TypeId]: TypeId
+  readonly name: string
+  readonly key: ReadonlyArray<string>
+  readonly ordered: boolean
+  readonly keyOf: (row: never) => unknown
+  readonly validate: (row: unknown) => InvalidRow | undefined
+}
+
+/**
+ * The row type of a target.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Row<T> = T extends Target<infer A> ? A : never
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<A> {
+  readonly schema: Schema.Schema<A, unknown>
+  readonly key?: ReadonlyArray<keyof A & string> | undefined
+  readonly ordered?: boolean | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isTarget = (u: unknown): u is Any => typeof u === "object" && u !== null && TypeId in u
+
+/**
+ * Makes a target. Rows are grouped by target identity, so define each target once and reuse it.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Target } from "effect-batchflow"
+ *
+ * const Events = Target.make("events", {
+ *   schema: Schema.Struct({ id: Schema.Number, name: Schema.String }),
+ *   key: ["id"]
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <A>(name: string, options: Options<A>): Target<A> => {
+  const key: ReadonlyArray<string> = options.key ?? []
+  return {
+    [TypeId]: TypeId,
+    name,
+    schema: options.schema,
+    key,
+    ordered: options.ordered ?? key.length > 0,
+    keyOf: keyFunction<A>(key),
+    validate: makeValidator(name, options.schema as never)
+  }
+}
+
+/**
+ * Builds the key extractor of a target: one field is used as is; several fields are combined into
+ * a string that keeps types apart (`1` and `"1"` are different keys).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const keyFunction = <A>(fields: ReadonlyArray<string>): ((row: A) => unknown) => {
+  if (fields.length === 0) return () => undefined
+  if (fields.length === 1) {
+    const field = fields[0]!
+    return (row) => {
+      const value = (row as Record<string, unknown>)[field]
+      return value === null ? undefined : value
+    }
+  }
+  return (row) => {
+    let out = ""
+    for (const field of fields) {
+      const value = (row as Record<string, unknown>)[field]
+      if (value === null || value === undefined) return undefined
+      out += typeof value === "string" ? `s${value.length}:${value}` : `${typeof value}:${String(value)};`
+    }
+    return out
+  }
+}

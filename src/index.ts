@@ -1,0 +1,18 @@
+/**
+ * effect-batchflow: asynchronous batch writing for Effect.
+ *
+ * @since 0.1.0
+ */
+
+/** @since 0.1.0 */
+export * as BatchExecutor from "./BatchExecutor.js"
+/** @since 0.1.0 */
+export * as BatchFlow from "./BatchFlow.js"
+/** @since 0.1.0 */
+export * as BatchFlowConfig from "./BatchFlowConfig.js"
+/** @since 0.1.0 */
+export * as BatchFlowError from "./BatchFlowError.js"
+/** @since 0.1.0 */
+export * as Retry from "./Retry.js"
+/** @since 0.1.0 */
+export * as Target from "./Target.js"

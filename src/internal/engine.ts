@@ -1,0 +1,663 @@
+/**
+ * The engine: submit → buffer → flush → group → execute → acknowledge.
+ *
+ * Rows move as plain arrays and Effect is paid per batch, not per row (measurements in
+ * docs/development/architecture.md): `submit` is one `Effect.suspend` that validates and pushes onto
+ * parallel arrays; the consumer fiber takes up to `flushSize` rows at a time, groups them by target
+ * and forks one fiber per group, which waits for earlier groups holding the same keys, takes a
+ * semaphore permit and runs the executor with retry and a per-attempt timeout.
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import type * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
+import * as Mailbox from "effect/Mailbox"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import { BatchExecutor } from "../BatchExecutor.js"
+import type { BatchFlowConfig } from "../BatchFlowConfig.js"
+import { AttemptTimeout, BatchFailure, BatchFlowClosed, InvalidRow } from "../BatchFlowError.js"
+import * as Retry from "../Retry.js"
+import type * as Target from "../Target.js"
+
+/** @internal */
+export interface Stats {
+  readonly buffered: number
+  readonly inFlight: number
+  readonly accepted: number
+  readonly committed: number
+  readonly failed: number
+  readonly retries: number
+  readonly droppedFailures: number
+}
+
+type Ack = Deferred.Deferred<void, BatchFailure>
+
+interface Classified {
+  readonly error: unknown
+  readonly classification: Retry.Classification
+}
+
+/** One executor call's worth of rows: one target's rows of one flush. */
+interface Group {
+  readonly target: Target.Any
+  readonly rows: ReadonlyArray<unknown>
+  readonly acks: ReadonlyArray<Ack | undefined> | undefined
+  readonly done: Deferred.Deferred<void>
+  /** Earlier unfinished groups of the same target that hold some of this group's keys. */
+  deps: ReadonlyArray<Group>
+  /** Whether this group's keys are registered in its target's key map. */
+  keyed: boolean
+  attempts: number
+  settled: boolean
+}
+
+const closeTimeoutReason: Retry.Classification = { retryable: false, reason: "close_timeout" }
+const defectReason: Retry.Classification = { retryable: false, reason: "defect" }
+const engineFailureReason: Retry.Classification = { retryable: false, reason: "engine_failure" }
+
+/** @internal */
+export class Engine {
+  // The buffer: parallel arrays, consumed from `head`.
+  private targets: Array<Target.Any> = []
+  private rows: Array<unknown> = []
+  private acks: Array<Ack | undefined> = []
+  private head = 0
+  private bufferedAcks = 0
+
+  private closing = false
+  private closeStarted = false
+  private accepted = 0
+  private dispatched = 0
+  private committed = 0
+  private failed = 0
+  private retries = 0
+  private droppedFailures = 0
+
+  /** Signals the consumer once the buffer holds `wakeAt` rows, or on flush/close. */
+  private wake: Deferred.Deferred<void> | undefined = undefined
+  private wakeAt = 1
+  /** Signals submitters waiting for room in the buffer. */
+  private space: Deferred.Deferred<void> | undefined = undefined
+  /** Signals the consumer that a group finished (a concurrency slot is free). */
+  private slot: Deferred.Deferred<void> | undefined = undefined
+  private flushWaiters: Array<{
+    readonly mark: number
+    readonly deferred: Deferred.Deferred<ReadonlyArray<Group>>
+  }> = []
+  private readonly inFlight = new Set<Group>()
+  /** Per ordered target: key → the latest unfinished group holding it. */
+  private readonly keyOwners = new Map<Target.Any, Map<unknown, Group>>()
+  private readonly classify: (error: unknown) => Retry.Classification
+  private readonly retrySchedule: Schedule.Schedule<unknown, Classified>
+  private consumer: Fiber.RuntimeFiber<void> | undefined = undefined
+  private readonly ordering: boolean
+
+  constructor(
+    private readonly config: BatchFlowConfig,
+    private readonly executor: BatchExecutor,
+    userRules: ReadonlyArray<Retry.Rule>,
+    private readonly semaphore: Effect.Semaphore,
+    private readonly fibers: FiberSet.FiberSet<void>,
+    private readonly failureBox: Mailbox.Mailbox<BatchFailure>,
+    private readonly fiberId: FiberId.FiberId,
+    private readonly done: Deferred.Deferred<void>
+  ) {
+    this.classify = Retry.classifyWith([...userRules, ...executor.rules, Retry.engineRule])
+    this.retrySchedule = Schedule.mapInput(Retry.schedule(config.retry), (c: Classified) => c.classification)
+    this.ordering = config.concurrency > 1
+  }
+
+  private get size(): number {
+    return this.rows.length - this.head
+  }
+
+  // ---------------------------------------------------------------- submit → buffer
+
+  submit<A>(target: Target.Target<A>, row: A): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
+    return Effect.suspend((): Effect.Effect<void, InvalidRow | BatchFlowClosed> => {
+      const invalid = target.validate(row)
+      return invalid === undefined ? this.enqueue(target, row, undefined) : Effect.fail(invalid)
+    })
+  }
+
+  write<A>(
+    target: Target.Target<A>,
+    row: A
+  ): Effect.Effect<void, InvalidRow | BatchFlowClosed | BatchFailure> {
+    return Effect.suspend((): Effect.Effect<void, InvalidRow | BatchFlowClosed | BatchFailure> => {
+      const invalid = target.validate(row)
+      if (invalid !== undefined) return Effect.fail(invalid)
+      const ack = Deferred.unsafeMake<void, BatchFailure>(this.fiberId)
+      return Effect.zipRight(this.enqueue(target, row, ack), Deferred.await(ack))
+    })
+  }
+
+  submitAll<A>(
+    target: Target.Target<A>,
+    input: Iterable<A>
+  ): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
+    return Effect.suspend((): Effect.Effect<void, InvalidRow | BatchFlowClosed> => {
+      const rows = Array.isArray(input) ? (input as ReadonlyArray<A>) : Array.from(input)
+      for (let i = 0; i < rows.length; i++) {
+        const invalid = target.validate(rows[i])
+        if (invalid !== undefined) {
+          const { target: name, field, problem, detail } = invalid
+          return Effect.fail(new InvalidRow({ target: name, field, problem, detail, index: i }))
+        }
+      }
+      return rows.length === 0 ? Effect.void : this.enqueueAll(target, rows, 0)
+    })
+  }
+
+  private enqueue(
+    target: Target.Any,
+    row: unknown,
+    ack: Ack | undefined
+  ): Effect.Effect<void, BatchFlowClosed> {
+    if (this.closing) return Effect.fail(new BatchFlowClosed({ target: target.name }))
+    if (this.rows.length - this.head >= this.config.bufferSize) {
+      return Effect.zipRight(
+        this.awaitSpace(),
+        Effect.suspend(() => this.enqueue(target, row, ack))
+      )
+    }
+    this.targets.push(target)
+    this.rows.push(row)
+    this.acks.push(ack)
+    if (ack !== undefined) this.bufferedAcks++
+    this.accepted++
+    if (this.wake !== undefined && this.rows.length - this.head >= this.wakeAt) this.signalWake()
+    return Effect.void
+  }
+
+  /**
+   * Rows that fit in the buffer are accepted together; a call with more rows than the buffer holds is
+   * accepted in pieces as room frees up.
+   */
+  private enqueueAll(
+    target: Target.Any,
+    rows: ReadonlyArray<unknown>,
+    from: number
+  ): Effect.Effect<void, BatchFlowClosed> {
+    if (this.closing) return Effect.fail(new BatchFlowClosed({ target: target.name }))
+    const free = this.config.bufferSize - this.size
+    const remaining = rows.length - from
+    const piece = remaining <= this.config.bufferSize ? remaining : Math.max(free, 0)
+    if (piece === 0 || piece > free) {
+      return Effect.zipRight(
+        this.awaitSpace(),
+        Effect.suspend(() => this.enqueueAll(target, rows, from))
+      )
+    }
+    for (let i = from; i < from + piece; i++) {
+      this.targets.push(target)
+      this.rows.push(rows[i])
+      this.acks.push(undefined)
+    }
+    this.accepted += piece
+    if (this.wake !== undefined && this.size >= this.wakeAt) this.signalWake()
+    return from + piece === rows.length ? Effect.void : this.enqueueAll(target, rows, from + piece)
+  }
+
+  private awaitSpace(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.space ??= Deferred.unsafeMake<void>(this.fiberId)
+      return Deferred.await(this.space)
+    })
+  }
+
+  private signalSpace(): void {
+    if (this.space !== undefined) {
+      Deferred.unsafeDone(this.space, Exit.void)
+      this.space = undefined
+    }
+  }
+
+  private signalWake(): void {
+    if (this.wake !== undefined) {
+      Deferred.unsafeDone(this.wake, Exit.void)
+      this.wake = undefined
+    }
+  }
+
+  private awaitWake(at: number): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.wake = Deferred.unsafeMake<void>(this.fiberId)
+      this.wakeAt = at
+      return Deferred.await(this.wake)
+    })
+  }
+
+  private awaitSlot(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.slot ??= Deferred.unsafeMake<void>(this.fiberId)
+      return Deferred.await(this.slot)
+    })
+  }
+
+  // ---------------------------------------------------------------- flush triggers (the consumer)
+
+  private get flushRequested(): boolean {
+    return this.flushWaiters.length > 0
+  }
+
+  /** The consumer loop: waits for a trigger, takes a batch, dispatches it; ends once closed and drained. */
+  readonly run: Effect.Effect<void> = Effect.gen(this, function* () {
+    const flushSize = this.config.flushSize
+    const interval = Duration.toMillis(this.config.flushInterval)
+    // When the current batch started filling: the interval is counted from here.
+    let batchStart: number | undefined
+    while (true) {
+      if (this.size === 0) {
+        batchStart = undefined
+        this.resolveFlushWaiters()
+        if (this.closing) break
+        yield* this.awaitWake(1)
+        continue
+      }
+      if (this.size < flushSize && !this.closing && !this.flushRequested) {
+        const now = yield* Clock.currentTimeMillis
+        batchStart ??= now
+        const remaining = batchStart + interval - now
+        if (remaining > 0) {
+          yield* Effect.raceFirst(Effect.sleep(Duration.millis(remaining)), this.awaitWake(flushSize))
+          this.wake = undefined
+          continue
+        }
+      }
+      if (this.inFlight.size >= this.config.concurrency) {
+        yield* this.awaitSlot()
+        continue
+      }
+      yield* Effect.uninterruptible(Effect.suspend(() => this.dispatch(Math.min(this.size, flushSize))))
+      batchStart = this.size > 0 ? yield* Clock.currentTimeMillis : undefined
+    }
+    yield* FiberSet.awaitEmpty(this.fibers)
+  })
+
+  // ---------------------------------------------------------------- flush → group
+
+  /** Takes `n` rows off the buffer, groups them by target (arrival order kept) and starts each group. */
+  private dispatch(n: number): Effect.Effect<void> {
+    const start = this.head
+    const end = start + n
+    let targets: ReadonlyArray<Target.Any>
+    let rows: ReadonlyArray<unknown>
+    let acks: ReadonlyArray<Ack | undefined> | undefined
+    const withAcks = this.bufferedAcks > 0
+    if (start === 0 && end === this.rows.length) {
+      targets = this.targets
+      rows = this.rows
+      acks = this.acks
+      this.targets = []
+      this.rows = []
+      this.acks = []
+    } else {
+      targets = this.targets.slice(start, end)
+      rows = this.rows.slice(start, end)
+      acks = withAcks ? this.acks.slice(start, end) : undefined
+      this.head = end
+      if (this.head === this.rows.length) {
+        this.targets = []
+        this.rows = []
+        this.acks = []
+        this.head = 0
+      } else if (this.head >= 4096 && this.head * 2 >= this.rows.length) {
+        this.targets.splice(0, this.head)
+        this.rows.splice(0, this.head)
+        this.acks.splice(0, this.head)
+        this.head = 0
+      }
+    }
+    if (withAcks && acks !== undefined) {
+      let count = 0
+      for (const ack of acks) if (ack !== undefined) count++
+      this.bufferedAcks -= count
+      if (count === 0) acks = undefined
+    } else {
+      acks = undefined
+    }
+    this.dispatched += n
+    this.signalSpace()
+
+    const groups = groupByTarget(targets, rows, acks).map((g) => this.makeGroup(g.target, g.rows, g.acks))
+    this.resolveFlushWaiters()
+    // Forked from an uninterruptible region, so made interruptible again: a close timeout must be
+    // able to stop a group, and the per-attempt timeout must be able to interrupt the executor.
+    return Effect.forEach(
+      groups,
+      (group) => FiberSet.run(this.fibers, Effect.interruptible(this.runGroup(group))),
+      {
+        discard: true
+      }
+    )
+  }
+
+  private makeGroup(
+    target: Target.Any,
+    rows: ReadonlyArray<unknown>,
+    acks: ReadonlyArray<Ack | undefined> | undefined
+  ): Group {
+    const group: Group = {
+      target,
+      rows,
+      acks,
+      done: Deferred.unsafeMake<void>(this.fiberId),
+      deps: [],
+      keyed: false,
+      attempts: 0,
+      settled: false
+    }
+    if (this.ordering && target.ordered) this.registerKeys(group)
+    this.inFlight.add(group)
+    return group
+  }
+
+  /** Same-key ordering: a group waits for the earlier unfinished groups that hold any of its keys. */
+  private registerKeys(group: Group): void {
+    let owners = this.keyOwners.get(group.target)
+    if (owners === undefined) {
+      owners = new Map()
+      this.keyOwners.set(group.target, owners)
+    }
+    const keyOf = group.target.keyOf as (row: unknown) => unknown
+    let deps: Set<Group> | undefined
+    for (const row of group.rows) {
+      const key = keyOf(row)
+      if (key === undefined) continue
+      const owner = owners.get(key)
+      if (owner !== undefined && owner !== group) {
+        deps ??= new Set()
+        deps.add(owner)
+      }
+      owners.set(key, group)
+    }
+    group.keyed = true
+    if (deps !== undefined) group.deps = Array.from(deps)
+  }
+
+  private releaseKeys(group: Group): void {
+    const owners = this.keyOwners.get(group.target)
+    if (owners === undefined) return
+    const keyOf = group.target.keyOf as (row: unknown) => unknown
+    for (const row of group.rows) {
+      const key = keyOf(row)
+      if (key !== undefined && owners.get(key) === group) owners.delete(key)
+    }
+  }
+
+  private resolveFlushWaiters(): void {
+    if (this.flushWaiters.length === 0) return
+    const snapshot = Array.from(this.inFlight)
+    this.flushWaiters = this.flushWaiters.filter((waiter) => {
+      if (waiter.mark > this.dispatched) return true
+      Deferred.unsafeDone(waiter.deferred, Exit.succeed(snapshot))
+      return false
+    })
+  }
+
+  // ---------------------------------------------------------------- execute → acknowledge
+
+  private runGroup(group: Group): Effect.Effect<void> {
+    return Effect.gen(this, function* () {
+      for (const dep of group.deps) yield* Deferred.await(dep.done)
+      const outcome = yield* Effect.either(this.semaphore.withPermits(1)(this.attempt(group)))
+      if (outcome._tag === "Right") {
+        this.settleSuccess(group)
+      } else {
+        yield* this.settleFailure(group, outcome.left)
+      }
+    }).pipe(
+      Effect.onExit((exit) =>
+        Effect.suspend(() => {
+          const report =
+            Exit.isFailure(exit) && !group.settled
+              ? this.settleFailure(
+                  group,
+                  Exit.isInterrupted(exit)
+                    ? { error: this.closeTimeoutMessage("batch"), classification: closeTimeoutReason }
+                    : { error: Cause.squash(exit.cause), classification: engineFailureReason }
+                )
+              : Effect.void
+          return Effect.zipRight(
+            report,
+            Effect.sync(() => this.finish(group))
+          )
+        })
+      )
+    )
+  }
+
+  /** All attempts of one group: retry per the schedule, each attempt under the timeout. */
+  private attempt(group: Group): Effect.Effect<void, Classified> {
+    const timeoutMillis = Duration.toMillis(this.config.timeout)
+    let once: Effect.Effect<void, unknown> = Effect.suspend(() => {
+      group.attempts++
+      return this.executor.execute(group.target, group.rows)
+    })
+    if (Duration.isFinite(this.config.timeout)) {
+      once = Effect.timeoutFail(once, {
+        duration: this.config.timeout,
+        onTimeout: () => new AttemptTimeout({ target: group.target.name, timeoutMillis })
+      })
+    }
+    const classified = Effect.catchAllCause(once, (cause) => {
+      const failure = Cause.failureOption(cause)
+      if (Option.isSome(failure)) {
+        return Effect.fail<Classified>({ error: failure.value, classification: this.classify(failure.value) })
+      }
+      const defect = Cause.dieOption(cause)
+      if (Option.isSome(defect))
+        return Effect.fail<Classified>({ error: defect.value, classification: defectReason })
+      return Effect.interrupt
+    })
+    return Effect.retry(classified, this.retrySchedule)
+  }
+
+  private settleSuccess(group: Group): void {
+    group.settled = true
+    this.committed += group.rows.length
+    this.retries += group.attempts - 1
+    if (group.acks !== undefined) {
+      for (const ack of group.acks) if (ack !== undefined) Deferred.unsafeDone(ack, Exit.void)
+    }
+  }
+
+  private settleFailure(group: Group, classified: Classified): Effect.Effect<void> {
+    group.settled = true
+    this.retries += Math.max(group.attempts - 1, 0)
+    return this.reportFailure(group.target, group.rows, group.acks, group.attempts, classified)
+  }
+
+  private reportFailure(
+    target: Target.Any,
+    rows: ReadonlyArray<unknown>,
+    acks: ReadonlyArray<Ack | undefined> | undefined,
+    attempts: number,
+    classified: Classified
+  ): Effect.Effect<void> {
+    const failure = new BatchFailure({
+      target: target.name,
+      rows,
+      attempts,
+      reason: classified.classification.reason,
+      retryable: classified.classification.retryable,
+      cause: classified.error
+    })
+    this.failed += rows.length
+    if (acks !== undefined) {
+      const exit = Exit.fail(failure)
+      for (const ack of acks) if (ack !== undefined) Deferred.unsafeDone(ack, exit)
+    }
+    if (!this.failureBox.unsafeOffer(failure)) this.droppedFailures++
+    return Effect.logWarning(failure.message).pipe(
+      Effect.annotateLogs({ target: target.name, reason: failure.reason, rows: rows.length, attempts })
+    )
+  }
+
+  private finish(group: Group): void {
+    if (group.keyed) this.releaseKeys(group)
+    this.inFlight.delete(group)
+    Deferred.unsafeDone(group.done, Exit.void)
+    if (this.slot !== undefined) {
+      Deferred.unsafeDone(this.slot, Exit.void)
+      this.slot = undefined
+    }
+  }
+
+  // ---------------------------------------------------------------- flush, close, introspection
+
+  readonly flush: Effect.Effect<void> = Effect.suspend(() => {
+    const mark = this.accepted
+    if (mark <= this.dispatched) return awaitGroups(Array.from(this.inFlight))
+    const deferred = Deferred.unsafeMake<ReadonlyArray<Group>>(this.fiberId)
+    this.flushWaiters.push({ mark, deferred })
+    this.signalWake()
+    return Effect.flatMap(Deferred.await(deferred), awaitGroups)
+  })
+
+  start(consumer: Fiber.RuntimeFiber<void>): void {
+    this.consumer = consumer
+  }
+
+  readonly close: Effect.Effect<void> = Effect.suspend(() => {
+    if (this.closeStarted) return Deferred.await(this.done)
+    this.closeStarted = true
+    this.closing = true
+    this.signalWake()
+    this.signalSpace()
+    return Effect.zipRight(Effect.forkDaemon(Effect.interruptible(this.shutdown)), Deferred.await(this.done))
+  })
+
+  /** Waits for the consumer to drain everything; past `closeTimeout`, stops it and reports what is left. */
+  private readonly shutdown: Effect.Effect<void> = Effect.gen(this, function* () {
+    const consumer = this.consumer!
+    const drained = yield* Fiber.await(consumer).pipe(Effect.timeoutOption(this.config.closeTimeout))
+    if (Option.isNone(drained) || Exit.isFailure(drained.value)) {
+      yield* Fiber.interrupt(consumer)
+      yield* FiberSet.clear(this.fibers)
+      yield* Option.isNone(drained)
+        ? this.reportBuffered(closeTimeoutReason, this.closeTimeoutMessage("rows"))
+        : this.reportBuffered(
+            engineFailureReason,
+            Cause.squash((drained.value as Exit.Failure<void, never>).cause)
+          )
+    }
+    for (const waiter of this.flushWaiters) Deferred.unsafeDone(waiter.deferred, Exit.succeed([]))
+    this.flushWaiters = []
+    yield* this.failureBox.end
+    yield* Deferred.succeed(this.done, undefined)
+  })
+
+  /** Reports the rows still in the buffer (grouped by target) as failures. */
+  private reportBuffered(classification: Retry.Classification, error: unknown): Effect.Effect<void> {
+    const targets = this.targets.slice(this.head)
+    const rows = this.rows.slice(this.head)
+    const acks = this.acks.slice(this.head)
+    this.targets = []
+    this.rows = []
+    this.acks = []
+    this.head = 0
+    this.bufferedAcks = 0
+    return Effect.forEach(
+      groupByTarget(targets, rows, acks),
+      (g) => this.reportFailure(g.target, g.rows, g.acks, 0, { error, classification }),
+      { discard: true }
+    )
+  }
+
+  private closeTimeoutMessage(what: "batch" | "rows"): string {
+    const subject = what === "batch" ? "this batch was" : "these rows were"
+    return `the flow closed before ${subject} written (closeTimeout ${Duration.format(this.config.closeTimeout)})`
+  }
+
+  get failures(): Stream.Stream<BatchFailure> {
+    return Mailbox.toStream(this.failureBox)
+  }
+
+  readonly awaitDone: Effect.Effect<void> = Effect.suspend(() => Deferred.await(this.done))
+
+  readonly isDone: Effect.Effect<boolean> = Effect.suspend(() => Deferred.isDone(this.done))
+
+  readonly stats: Effect.Effect<Stats> = Effect.sync(() => ({
+    buffered: this.size,
+    inFlight: this.inFlight.size,
+    accepted: this.accepted,
+    committed: this.committed,
+    failed: this.failed,
+    retries: this.retries,
+    droppedFailures: this.droppedFailures
+  }))
+}
+
+const awaitGroups = (groups: ReadonlyArray<Group>): Effect.Effect<void> =>
+  Effect.forEach(groups, (g) => Deferred.await(g.done), { discard: true })
+
+interface Grouped {
+  readonly target: Target.Any
+  readonly rows: Array<unknown>
+  readonly acks: Array<Ack | undefined> | undefined
+}
+
+/** Groups a flush by target, keeping arrival order inside each group and first-seen order of groups. */
+const groupByTarget = (
+  targets: ReadonlyArray<Target.Any>,
+  rows: ReadonlyArray<unknown>,
+  acks: ReadonlyArray<Ack | undefined> | undefined
+): ReadonlyArray<Grouped> => {
+  const first = targets[0]
+  if (first === undefined) return []
+  let single = true
+  for (let i = 1; i < targets.length; i++) {
+    if (targets[i] !== first) {
+      single = false
+      break
+    }
+  }
+  if (single)
+    return [{ target: first, rows: rows as Array<unknown>, acks: acks as Array<Ack | undefined> | undefined }]
+  const groups = new Map<Target.Any, Grouped>()
+  for (let i = 0; i < targets.length; i++) {
+    const target = targets[i]!
+    let group = groups.get(target)
+    if (group === undefined) {
+      group = { target, rows: [], acks: acks === undefined ? undefined : [] }
+      groups.set(target, group)
+    }
+    group.rows.push(rows[i])
+    group.acks?.push(acks![i])
+  }
+  return Array.from(groups.values())
+}
+
+/** @internal */
+export const make = (
+  config: BatchFlowConfig,
+  userRules: ReadonlyArray<Retry.Rule>
+): Effect.Effect<Engine, never, BatchExecutor | Scope.Scope> =>
+  Effect.gen(function* () {
+    const executor = yield* BatchExecutor
+    const semaphore = yield* Effect.makeSemaphore(config.concurrency)
+    const fibers = yield* FiberSet.make<void>()
+    const failureBox = yield* Mailbox.make<BatchFailure>({
+      capacity: config.failureBufferSize,
+      strategy: "dropping"
+    })
+    const fiberId = yield* Effect.fiberId
+    const done = yield* Deferred.make<void>()
+    const engine = new Engine(config, executor, userRules, semaphore, fibers, failureBox, fiberId, done)
+    const consumer = yield* Effect.forkScoped(Effect.interruptible(engine.run))
+    engine.start(consumer)
+    // Registered after the fork, so it runs before the consumer is interrupted: closing the scope
+    // drains the buffer and waits for every in-flight write.
+    yield* Effect.addFinalizer(() => engine.close)
+    return engine
+  })
