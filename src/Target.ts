@@ -30,7 +30,8 @@ export interface Target<A> {
   /** Used in errors, failures and (later) metric labels. */
   readonly name: string
   /** The row schema; rows are checked against its type side at submit. */
-  readonly schema: Schema.Schema<A, unknown>
+  // biome-ignore lint/suspicious/noExplicitAny: only the type side matters; the encoded side is free
+  readonly schema: Schema.Schema<A, any>
   /** The fields that identify a row (for ordering, and for dedupe in backends). May be empty. */
   readonly key: ReadonlyArray<string>
   /**
@@ -71,8 +72,8 @@ export type Row<T> = T extends Target<infer A> ? A : never
  * @since 0.1.0
  * @category models
  */
-export interface Options<A> {
-  readonly schema: Schema.Schema<A, unknown>
+export interface Options<A, I> {
+  readonly schema: Schema.Schema<A, I>
   readonly key?: ReadonlyArray<keyof A & string> | undefined
   readonly ordered?: boolean | undefined
 }
@@ -100,7 +101,7 @@ export const isTarget = (u: unknown): u is Any => typeof u === "object" && u !==
  * @since 0.1.0
  * @category constructors
  */
-export const make = <A>(name: string, options: Options<A>): Target<A> => {
+export const make = <A, I>(name: string, options: Options<A, I>): Target<A> => {
   const key: ReadonlyArray<string> = options.key ?? []
   return {
     [TypeId]: TypeId,

@@ -15,7 +15,6 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type * as FiberId from "effect/FiberId"
-import * as FiberSet from "effect/FiberSet"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
@@ -39,6 +38,7 @@ export interface Stats {
 }
 
 type Ack = Deferred.Deferred<void, BatchFailure>
+type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 
 interface Classified {
   readonly error: unknown
@@ -86,8 +86,6 @@ export class Engine {
   private wakeAt = 1
   /** Signals submitters waiting for room in the buffer. */
   private space: Deferred.Deferred<void> | undefined = undefined
-  /** Signals the consumer that a group finished (a concurrency slot is free). */
-  private slot: Deferred.Deferred<void> | undefined = undefined
   private flushWaiters: Array<{
     readonly mark: number
     readonly deferred: Deferred.Deferred<ReadonlyArray<Group>>
@@ -97,7 +95,9 @@ export class Engine {
   private readonly keyOwners = new Map<Target.Any, Map<unknown, Group>>()
   private readonly classify: (error: unknown) => Retry.Classification
   private readonly retrySchedule: Schedule.Schedule<unknown, Classified>
-  private consumer: Fiber.RuntimeFiber<void> | undefined = undefined
+  private workers: ReadonlyArray<Fiber.RuntimeFiber<void>> = []
+  /** When the current partial batch started filling: the flush interval is counted from here. */
+  private batchStart: number | undefined = undefined
   private readonly ordering: boolean
 
   constructor(
@@ -105,7 +105,6 @@ export class Engine {
     private readonly executor: BatchExecutor,
     userRules: ReadonlyArray<Retry.Rule>,
     private readonly semaphore: Effect.Semaphore,
-    private readonly fibers: FiberSet.FiberSet<void>,
     private readonly failureBox: Mailbox.Mailbox<BatchFailure>,
     private readonly fiberId: FiberId.FiberId,
     private readonly done: Deferred.Deferred<void>
@@ -174,8 +173,11 @@ export class Engine {
     this.acks.push(ack)
     if (ack !== undefined) this.bufferedAcks++
     this.accepted++
-    if (this.wake !== undefined && this.rows.length - this.head >= this.wakeAt) this.signalWake()
-    return Effect.void
+    const size = this.rows.length - this.head
+    if (this.wake !== undefined && size >= this.wakeAt) this.signalWake()
+    // Once per full batch, let the consumer run: rows that wait in the buffer live longer, and
+    // rows that survive young-generation collections are what makes GC expensive.
+    return size % this.config.flushSize === 0 ? Effect.yieldNow() : Effect.void
   }
 
   /**
@@ -228,65 +230,63 @@ export class Engine {
     }
   }
 
+  /** Several workers may wait at once: they share one signal, fired at the lowest size any asked for. */
   private awaitWake(at: number): Effect.Effect<void> {
     return Effect.suspend(() => {
-      this.wake = Deferred.unsafeMake<void>(this.fiberId)
-      this.wakeAt = at
+      if (this.wake === undefined) {
+        this.wake = Deferred.unsafeMake<void>(this.fiberId)
+        this.wakeAt = at
+      } else {
+        this.wakeAt = Math.min(this.wakeAt, at)
+      }
       return Deferred.await(this.wake)
     })
   }
 
-  private awaitSlot(): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      this.slot ??= Deferred.unsafeMake<void>(this.fiberId)
-      return Deferred.await(this.slot)
-    })
-  }
-
-  // ---------------------------------------------------------------- flush triggers (the consumer)
+  // ---------------------------------------------------------------- flush triggers (the workers)
 
   private get flushRequested(): boolean {
     return this.flushWaiters.length > 0
   }
 
-  /** The consumer loop: waits for a trigger, takes a batch, dispatches it; ends once closed and drained. */
-  readonly run: Effect.Effect<void> = Effect.gen(this, function* () {
+  /**
+   * One of `concurrency` workers: waits for a trigger (a full batch, the interval, a flush request or
+   * close), takes up to `flushSize` rows and writes them, then loops; ends once closed and drained.
+   * Taking batches from the workers themselves (rather than a dispatcher forking a fiber per batch)
+   * keeps rows in the buffer for as short a time as possible: see docs/development/architecture.md.
+   */
+  readonly worker: Effect.Effect<void> = Effect.gen(this, function* () {
     const flushSize = this.config.flushSize
     const interval = Duration.toMillis(this.config.flushInterval)
-    // When the current batch started filling: the interval is counted from here.
-    let batchStart: number | undefined
     while (true) {
-      if (this.size === 0) {
-        batchStart = undefined
-        this.resolveFlushWaiters()
-        if (this.closing) break
+      const size = this.size
+      if (size === 0) {
+        this.batchStart = undefined
+        if (this.closing) return
         yield* this.awaitWake(1)
         continue
       }
-      if (this.size < flushSize && !this.closing && !this.flushRequested) {
+      if (size < flushSize && !this.closing && !this.flushRequested) {
         const now = yield* Clock.currentTimeMillis
-        batchStart ??= now
-        const remaining = batchStart + interval - now
+        this.batchStart ??= now
+        const remaining = this.batchStart + interval - now
         if (remaining > 0) {
           yield* Effect.raceFirst(Effect.sleep(Duration.millis(remaining)), this.awaitWake(flushSize))
-          this.wake = undefined
           continue
         }
       }
-      if (this.inFlight.size >= this.config.concurrency) {
-        yield* this.awaitSlot()
-        continue
-      }
-      yield* Effect.uninterruptible(Effect.suspend(() => this.dispatch(Math.min(this.size, flushSize))))
-      batchStart = this.size > 0 ? yield* Clock.currentTimeMillis : undefined
+      yield* Effect.uninterruptibleMask((restore) =>
+        Effect.suspend(() => this.runBatch(this.take(Math.min(this.size, flushSize)), restore))
+      )
+      if (this.size === 0) this.batchStart = undefined
+      else this.batchStart = yield* Clock.currentTimeMillis
     }
-    yield* FiberSet.awaitEmpty(this.fibers)
   })
 
   // ---------------------------------------------------------------- flush → group
 
-  /** Takes `n` rows off the buffer, groups them by target (arrival order kept) and starts each group. */
-  private dispatch(n: number): Effect.Effect<void> {
+  /** Takes `n` rows off the buffer and groups them by target (arrival order kept inside a group). */
+  private take(n: number): ReadonlyArray<Group> {
     const start = this.head
     const end = start + n
     let targets: ReadonlyArray<Target.Any>
@@ -330,15 +330,21 @@ export class Engine {
 
     const groups = groupByTarget(targets, rows, acks).map((g) => this.makeGroup(g.target, g.rows, g.acks))
     this.resolveFlushWaiters()
-    // Forked from an uninterruptible region, so made interruptible again: a close timeout must be
-    // able to stop a group, and the per-attempt timeout must be able to interrupt the executor.
-    return Effect.forEach(
-      groups,
-      (group) => FiberSet.run(this.fibers, Effect.interruptible(this.runGroup(group))),
-      {
-        discard: true
-      }
-    )
+    return groups
+  }
+
+  /**
+   * Writes one flush's groups: one executor call per group, the groups of different targets at once.
+   * Called in an uninterruptible region with `restore`, so that once rows are taken off the buffer,
+   * each group is settled (committed or reported) even if the worker is interrupted.
+   */
+  private runBatch(groups: ReadonlyArray<Group>, restore: Restore): Effect.Effect<void> {
+    return groups.length === 1
+      ? this.runGroup(groups[0]!, restore)
+      : Effect.forEach(groups, (group) => this.runGroup(group, restore), {
+          concurrency: "unbounded",
+          discard: true
+        })
   }
 
   private makeGroup(
@@ -406,8 +412,8 @@ export class Engine {
 
   // ---------------------------------------------------------------- execute → acknowledge
 
-  private runGroup(group: Group): Effect.Effect<void> {
-    return Effect.gen(this, function* () {
+  private runGroup(group: Group, restore: Restore): Effect.Effect<void> {
+    const body = Effect.gen(this, function* () {
       for (const dep of group.deps) yield* Deferred.await(dep.done)
       const outcome = yield* Effect.either(this.semaphore.withPermits(1)(this.attempt(group)))
       if (outcome._tag === "Right") {
@@ -415,7 +421,8 @@ export class Engine {
       } else {
         yield* this.settleFailure(group, outcome.left)
       }
-    }).pipe(
+    })
+    return restore(body).pipe(
       Effect.onExit((exit) =>
         Effect.suspend(() => {
           const report =
@@ -507,10 +514,6 @@ export class Engine {
     if (group.keyed) this.releaseKeys(group)
     this.inFlight.delete(group)
     Deferred.unsafeDone(group.done, Exit.void)
-    if (this.slot !== undefined) {
-      Deferred.unsafeDone(this.slot, Exit.void)
-      this.slot = undefined
-    }
   }
 
   // ---------------------------------------------------------------- flush, close, introspection
@@ -524,8 +527,8 @@ export class Engine {
     return Effect.flatMap(Deferred.await(deferred), awaitGroups)
   })
 
-  start(consumer: Fiber.RuntimeFiber<void>): void {
-    this.consumer = consumer
+  start(workers: ReadonlyArray<Fiber.RuntimeFiber<void>>): void {
+    this.workers = workers
   }
 
   readonly close: Effect.Effect<void> = Effect.suspend(() => {
@@ -537,13 +540,13 @@ export class Engine {
     return Effect.zipRight(Effect.forkDaemon(Effect.interruptible(this.shutdown)), Deferred.await(this.done))
   })
 
-  /** Waits for the consumer to drain everything; past `closeTimeout`, stops it and reports what is left. */
+  /** Waits for the workers to drain everything; past `closeTimeout`, stops them and reports what is left. */
   private readonly shutdown: Effect.Effect<void> = Effect.gen(this, function* () {
-    const consumer = this.consumer!
-    const drained = yield* Fiber.await(consumer).pipe(Effect.timeoutOption(this.config.closeTimeout))
+    const drained = yield* Fiber.await(Fiber.all(this.workers)).pipe(
+      Effect.timeoutOption(this.config.closeTimeout)
+    )
     if (Option.isNone(drained) || Exit.isFailure(drained.value)) {
-      yield* Fiber.interrupt(consumer)
-      yield* FiberSet.clear(this.fibers)
+      yield* Fiber.interruptAll(this.workers)
       yield* Option.isNone(drained)
         ? this.reportBuffered(closeTimeoutReason, this.closeTimeoutMessage("rows"))
         : this.reportBuffered(
@@ -646,17 +649,20 @@ export const make = (
   Effect.gen(function* () {
     const executor = yield* BatchExecutor
     const semaphore = yield* Effect.makeSemaphore(config.concurrency)
-    const fibers = yield* FiberSet.make<void>()
     const failureBox = yield* Mailbox.make<BatchFailure>({
       capacity: config.failureBufferSize,
       strategy: "dropping"
     })
     const fiberId = yield* Effect.fiberId
     const done = yield* Deferred.make<void>()
-    const engine = new Engine(config, executor, userRules, semaphore, fibers, failureBox, fiberId, done)
-    const consumer = yield* Effect.forkScoped(Effect.interruptible(engine.run))
-    engine.start(consumer)
-    // Registered after the fork, so it runs before the consumer is interrupted: closing the scope
+    const engine = new Engine(config, executor, userRules, semaphore, failureBox, fiberId, done)
+    const workers = yield* Effect.forEach(
+      Array.from({ length: config.concurrency }),
+      () => Effect.forkScoped(Effect.interruptible(engine.worker)),
+      { concurrency: 1 }
+    )
+    engine.start(workers)
+    // Registered after the forks, so it runs before the workers are interrupted: closing the scope
     // drains the buffer and waits for every in-flight write.
     yield* Effect.addFinalizer(() => engine.close)
     return engine

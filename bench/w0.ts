@@ -1,0 +1,148 @@
+/**
+ * W0: the engine alone (see ../shared/design/BENCH.md). No database: an executor that counts rows.
+ * 4 producer fibers submit N rows (per-row `submit`, and `submitAll` of 500-row arrays); buffer
+ * 10,000, flushSize 500, flushInterval 50 ms, concurrency 4, retry on. The floor in the same run is a
+ * plain-JS bounded batcher doing the same grouping. Variants are interleaved in each run.
+ *
+ *   npx tsx bench/w0.ts [--rows 1000000] [--runs 3] [--json out.json]
+ */
+import { Effect, Layer, Schema } from "effect"
+import { BatchExecutor, BatchFlow, Target } from "effect-batchflow"
+import { type BenchRow, parseArgs, report, type Sample, time } from "./util.js"
+
+const Events = Target.make("bench_events", {
+  schema: Schema.Struct({
+    id: Schema.Number,
+    user_id: Schema.Number,
+    name: Schema.String,
+    amount: Schema.Number,
+    created_at: Schema.String
+  }),
+  key: ["id"]
+})
+
+const makeRow = (id: number): BenchRow => ({
+  id,
+  user_id: id % 1000,
+  name: `user-${id}`,
+  amount: id * 0.5,
+  created_at: "2024-01-01T00:00:00Z"
+})
+
+const PRODUCERS = 4
+const config = {
+  bufferSize: 10_000,
+  flushSize: 500,
+  flushInterval: "50 millis",
+  concurrency: 4,
+  retry: { maxAttempts: 3, backoffBase: "20 millis", maxBackoff: "500 millis" }
+} as const
+
+const runFlow = (rows: number, mode: "submit" | "submitAll"): Promise<number> => {
+  const memory = BatchExecutor.memory({ keepRows: false })
+  const per = Math.floor(rows / PRODUCERS)
+  const producer = (p: number) =>
+    Effect.gen(function* () {
+      const flow = yield* BatchFlow.BatchFlow
+      const first = p * per
+      if (mode === "submit") {
+        for (let i = first; i < first + per; i++) yield* flow.submit(Events, makeRow(i + 1))
+      } else {
+        for (let i = first; i < first + per; i += 500) {
+          const chunk: Array<BenchRow> = []
+          for (let j = i; j < Math.min(i + 500, first + per); j++) chunk.push(makeRow(j + 1))
+          yield* flow.submitAll(Events, chunk)
+        }
+      }
+    })
+  const program = Effect.forEach([0, 1, 2, 3], producer, { concurrency: "unbounded", discard: true }).pipe(
+    Effect.provide(BatchFlow.layer(config).pipe(Layer.provide(BatchExecutor.layerMemory(memory))))
+  )
+  return Effect.runPromise(program).then(() => {
+    if (memory.rowCount() !== per * PRODUCERS) {
+      throw new Error(`integrity: ${memory.rowCount()} rows written, expected ${per * PRODUCERS}`)
+    }
+    return memory.rowCount()
+  })
+}
+
+/** The floor: a plain-JS bounded queue (awaits only when full), a consumer taking ≤ 500 per batch. */
+const runPlain = async (rows: number): Promise<number> => {
+  const capacity = 10_000
+  const flushSize = 500
+  let buffer: Array<BenchRow> = []
+  let waiters: Array<() => void> = []
+  let wakeConsumer: (() => void) | undefined
+  let written = 0
+  let producing = PRODUCERS
+  const add = (row: BenchRow): Promise<void> | undefined => {
+    if (buffer.length >= capacity) {
+      return new Promise<void>((resolve) => waiters.push(resolve)).then(() => add(row))
+    }
+    buffer.push(row)
+    if (buffer.length >= flushSize && wakeConsumer) {
+      const wake = wakeConsumer
+      wakeConsumer = undefined
+      wake()
+    }
+    return undefined
+  }
+  const consumer = (async () => {
+    while (true) {
+      if (buffer.length < flushSize && producing > 0) {
+        await new Promise<void>((resolve) => {
+          wakeConsumer = resolve
+          setTimeout(resolve, 50)
+        })
+        wakeConsumer = undefined
+      }
+      if (buffer.length === 0) {
+        if (producing === 0) break
+        continue
+      }
+      const batch = buffer.length <= flushSize ? buffer : buffer.slice(0, flushSize)
+      buffer = buffer.length <= flushSize ? [] : buffer.slice(flushSize)
+      await Promise.resolve()
+      written += batch.length
+      const ws = waiters
+      waiters = []
+      for (const w of ws) w()
+    }
+  })()
+  const per = Math.floor(rows / PRODUCERS)
+  await Promise.all(
+    Array.from({ length: PRODUCERS }, async (_, p) => {
+      for (let i = p * per; i < (p + 1) * per; i++) {
+        const pending = add(makeRow(i + 1))
+        if (pending !== undefined) await pending
+      }
+      producing--
+    })
+  )
+  await consumer
+  if (written !== per * PRODUCERS) throw new Error(`floor integrity: ${written}`)
+  return written
+}
+
+const main = async () => {
+  const args = parseArgs(process.argv.slice(2), { rows: 1_000_000, runs: 3 })
+  const variants: Record<string, (rows: number) => Promise<number>> = {
+    "plain-js floor": runPlain,
+    "BatchFlow submit (per row)": (rows) => runFlow(rows, "submit"),
+    "BatchFlow submitAll (500-row arrays)": (rows) => runFlow(rows, "submitAll")
+  }
+  // Warm-up: a small pass of each variant so the JIT has seen the code.
+  for (const run of Object.values(variants)) await run(100_000)
+  const samples: Array<Sample> = []
+  for (let r = 0; r < args.runs; r++) {
+    const order = Object.keys(variants)
+    if (r % 2 === 1) order.reverse()
+    for (const name of order) samples.push(await time(name, r, () => variants[name]!(args.rows)))
+  }
+  report("W0 (no database)", samples, "plain-js floor", args.json)
+}
+
+main().catch((error) => {
+  console.error(error)
+  process.exit(1)
+})
