@@ -22,6 +22,12 @@ export interface Classification {
   readonly retryable: boolean
   /** Low-cardinality label used in failures, logs and metrics (`deadlock`, `timeout`, …). */
   readonly reason: string
+  /**
+   * The error can be caused by a single row (not-null, check or foreign-key violation, value too
+   * long, bad type…). When such an error is final, the engine splits the batch to commit the good
+   * rows and report only the bad ones.
+   */
+  readonly rowLevel?: boolean | undefined
 }
 
 /**

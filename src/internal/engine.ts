@@ -45,18 +45,23 @@ interface Classified {
   readonly classification: Retry.Classification
 }
 
-/** One executor call's worth of rows: one target's rows of one flush. */
-interface Group {
-  readonly target: Target.Any
+/** Rows written by one executor call (with retries): a whole group, or a part of it being isolated. */
+interface Part {
   readonly rows: ReadonlyArray<unknown>
   readonly acks: ReadonlyArray<Ack | undefined> | undefined
+  attempts: number
+}
+
+/** One target's rows of one flush: one executor call, unless a row-level error splits it. */
+interface Group extends Part {
+  readonly target: Target.Any
   readonly done: Deferred.Deferred<void>
   /** Earlier unfinished groups of the same target that hold some of this group's keys. */
   deps: ReadonlyArray<Group>
   /** Whether this group's keys are registered in its target's key map. */
   keyed: boolean
-  attempts: number
-  settled: boolean
+  /** Parts taken for writing and not yet committed or reported. */
+  readonly open: Set<Part>
 }
 
 const closeTimeoutReason: Retry.Classification = { retryable: false, reason: "close_timeout" }
@@ -360,7 +365,7 @@ export class Engine {
       deps: [],
       keyed: false,
       attempts: 0,
-      settled: false
+      open: new Set()
     }
     if (this.ordering && target.ordered) this.registerKeys(group)
     this.inFlight.add(group)
@@ -415,27 +420,22 @@ export class Engine {
   private runGroup(group: Group, restore: Restore): Effect.Effect<void> {
     const body = Effect.gen(this, function* () {
       for (const dep of group.deps) yield* Deferred.await(dep.done)
-      const outcome = yield* Effect.either(this.semaphore.withPermits(1)(this.attempt(group)))
-      if (outcome._tag === "Right") {
-        this.settleSuccess(group)
-      } else {
-        yield* this.settleFailure(group, outcome.left)
-      }
+      yield* this.runPart(group, group)
     })
     return restore(body).pipe(
       Effect.onExit((exit) =>
         Effect.suspend(() => {
-          const report =
-            Exit.isFailure(exit) && !group.settled
-              ? this.settleFailure(
-                  group,
-                  Exit.isInterrupted(exit)
-                    ? { error: this.closeTimeoutMessage("batch"), classification: closeTimeoutReason }
-                    : { error: Cause.squash(exit.cause), classification: engineFailureReason }
-                )
-              : Effect.void
+          const classified: Classified | undefined = Exit.isSuccess(exit)
+            ? undefined
+            : Exit.isInterrupted(exit)
+              ? { error: this.closeTimeoutMessage("batch"), classification: closeTimeoutReason }
+              : { error: Cause.squash(exit.cause), classification: engineFailureReason }
+          const unsettled = classified === undefined ? [] : Array.from(group.open)
+          group.open.clear()
           return Effect.zipRight(
-            report,
+            Effect.forEach(unsettled, (part) => this.settleFailure(group.target, part, classified!), {
+              discard: true
+            }),
             Effect.sync(() => this.finish(group))
           )
         })
@@ -443,17 +443,47 @@ export class Engine {
     )
   }
 
-  /** All attempts of one group: retry per the schedule, each attempt under the timeout. */
-  private attempt(group: Group): Effect.Effect<void, Classified> {
+  /**
+   * Writes a part with retry. A final error that the classifier marks `rowLevel` (one bad row can
+   * cause it: not-null, check, foreign key, value too long…) splits the part in halves, written one
+   * after the other (so same-key order holds), until the bad rows are alone: the good rows commit and
+   * only the bad ones are reported.
+   */
+  private runPart(group: Group, part: Part): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      group.open.add(part)
+      return Effect.either(this.semaphore.withPermits(1)(this.attempt(group.target, part)))
+    }).pipe(
+      Effect.flatMap((outcome) => {
+        group.open.delete(part)
+        if (outcome._tag === "Right") {
+          this.settleSuccess(part)
+          return Effect.void
+        }
+        if (outcome.left.classification.rowLevel === true && part.rows.length > 1) {
+          this.retries += part.attempts - 1
+          const mid = part.rows.length >> 1
+          return Effect.zipRight(
+            this.runPart(group, slicePart(part, 0, mid)),
+            this.runPart(group, slicePart(part, mid, part.rows.length))
+          )
+        }
+        return this.settleFailure(group.target, part, outcome.left)
+      })
+    )
+  }
+
+  /** All attempts of one part: retry per the schedule, each attempt under the timeout. */
+  private attempt(target: Target.Any, part: Part): Effect.Effect<void, Classified> {
     const timeoutMillis = Duration.toMillis(this.config.timeout)
     let once: Effect.Effect<void, unknown> = Effect.suspend(() => {
-      group.attempts++
-      return this.executor.execute(group.target, group.rows)
+      part.attempts++
+      return this.executor.execute(target, part.rows)
     })
     if (Duration.isFinite(this.config.timeout)) {
       once = Effect.timeoutFail(once, {
         duration: this.config.timeout,
-        onTimeout: () => new AttemptTimeout({ target: group.target.name, timeoutMillis })
+        onTimeout: () => new AttemptTimeout({ target: target.name, timeoutMillis })
       })
     }
     const classified = Effect.catchAllCause(once, (cause) => {
@@ -469,19 +499,17 @@ export class Engine {
     return Effect.retry(classified, this.retrySchedule)
   }
 
-  private settleSuccess(group: Group): void {
-    group.settled = true
-    this.committed += group.rows.length
-    this.retries += group.attempts - 1
-    if (group.acks !== undefined) {
-      for (const ack of group.acks) if (ack !== undefined) Deferred.unsafeDone(ack, Exit.void)
+  private settleSuccess(part: Part): void {
+    this.committed += part.rows.length
+    this.retries += part.attempts - 1
+    if (part.acks !== undefined) {
+      for (const ack of part.acks) if (ack !== undefined) Deferred.unsafeDone(ack, Exit.void)
     }
   }
 
-  private settleFailure(group: Group, classified: Classified): Effect.Effect<void> {
-    group.settled = true
-    this.retries += Math.max(group.attempts - 1, 0)
-    return this.reportFailure(group.target, group.rows, group.acks, group.attempts, classified)
+  private settleFailure(target: Target.Any, part: Part, classified: Classified): Effect.Effect<void> {
+    this.retries += Math.max(part.attempts - 1, 0)
+    return this.reportFailure(target, part.rows, part.acks, part.attempts, classified)
   }
 
   private reportFailure(
@@ -600,6 +628,12 @@ export class Engine {
     droppedFailures: this.droppedFailures
   }))
 }
+
+const slicePart = (part: Part, start: number, end: number): Part => ({
+  rows: part.rows.slice(start, end),
+  acks: part.acks?.slice(start, end),
+  attempts: 0
+})
 
 const awaitGroups = (groups: ReadonlyArray<Group>): Effect.Effect<void> =>
   Effect.forEach(groups, (g) => Deferred.await(g.done), { discard: true })
