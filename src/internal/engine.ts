@@ -25,6 +25,7 @@ import type { BatchFlowConfig } from "../BatchFlowConfig.js"
 import { AttemptTimeout, BatchFailure, BatchFlowClosed, InvalidRow } from "../BatchFlowError.js"
 import * as Retry from "../Retry.js"
 import type * as Target from "../Target.js"
+import { timeoutFail } from "./timeout.js"
 
 /** @internal */
 export interface Stats {
@@ -104,6 +105,7 @@ export class Engine {
   /** When the current partial batch started filling: the flush interval is counted from here. */
   private batchStart: number | undefined = undefined
   private readonly ordering: boolean
+  private readonly intervalMillis: number
 
   constructor(
     private readonly config: BatchFlowConfig,
@@ -117,6 +119,7 @@ export class Engine {
     this.classify = Retry.classifyWith([...userRules, ...executor.rules, Retry.engineRule])
     this.retrySchedule = Schedule.mapInput(Retry.schedule(config.retry), (c: Classified) => c.classification)
     this.ordering = config.concurrency > 1
+    this.intervalMillis = Duration.toMillis(config.flushInterval)
   }
 
   private get size(): number {
@@ -236,16 +239,14 @@ export class Engine {
   }
 
   /** Several workers may wait at once: they share one signal, fired at the lowest size any asked for. */
-  private awaitWake(at: number): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      if (this.wake === undefined) {
-        this.wake = Deferred.unsafeMake<void>(this.fiberId)
-        this.wakeAt = at
-      } else {
-        this.wakeAt = Math.min(this.wakeAt, at)
-      }
-      return Deferred.await(this.wake)
-    })
+  private armWake(at: number): Deferred.Deferred<void> {
+    if (this.wake === undefined) {
+      this.wake = Deferred.unsafeMake<void>(this.fiberId)
+      this.wakeAt = at
+    } else {
+      this.wakeAt = Math.min(this.wakeAt, at)
+    }
+    return this.wake
   }
 
   // ---------------------------------------------------------------- flush triggers (the workers)
@@ -261,32 +262,41 @@ export class Engine {
    * keeps rows in the buffer for as short a time as possible: see docs/development/architecture.md.
    */
   readonly worker: Effect.Effect<void> = Effect.gen(this, function* () {
-    const flushSize = this.config.flushSize
-    const interval = Duration.toMillis(this.config.flushInterval)
     while (true) {
-      const size = this.size
-      if (size === 0) {
-        this.batchStart = undefined
-        if (this.closing) return
-        yield* this.awaitWake(1)
+      const next = this.nextStep(yield* Clock.currentTimeMillis)
+      if (next === "done") return
+      if (next !== "take") {
+        yield* next
         continue
       }
-      if (size < flushSize && !this.closing && !this.flushRequested) {
-        const now = yield* Clock.currentTimeMillis
-        this.batchStart ??= now
-        const remaining = this.batchStart + interval - now
-        if (remaining > 0) {
-          yield* Effect.raceFirst(Effect.sleep(Duration.millis(remaining)), this.awaitWake(flushSize))
-          continue
-        }
-      }
       yield* Effect.uninterruptibleMask((restore) =>
-        Effect.suspend(() => this.runBatch(this.take(Math.min(this.size, flushSize)), restore))
+        Effect.suspend(() => this.runBatch(this.take(Math.min(this.size, this.config.flushSize)), restore))
       )
       if (this.size === 0) this.batchStart = undefined
       else this.batchStart = yield* Clock.currentTimeMillis
     }
   })
+
+  /**
+   * Decides, synchronously, what a worker does next: take a batch now, stop (closed and drained), or
+   * wait. A wait arms the wake-up signal before returning, so a submit, flush or close that happens
+   * while the worker is getting ready to wait is never missed.
+   */
+  private nextStep(now: number): "take" | "done" | Effect.Effect<void> {
+    const size = this.size
+    if (size === 0) {
+      this.batchStart = undefined
+      return this.closing ? "done" : Deferred.await(this.armWake(1))
+    }
+    if (size >= this.config.flushSize || this.closing || this.flushRequested) return "take"
+    this.batchStart ??= now
+    const remaining = this.batchStart + this.intervalMillis - now
+    if (remaining <= 0) return "take"
+    return Effect.raceFirst(
+      Effect.sleep(Duration.millis(remaining)),
+      Deferred.await(this.armWake(this.config.flushSize))
+    )
+  }
 
   // ---------------------------------------------------------------- flush → group
 
@@ -367,6 +377,9 @@ export class Engine {
       attempts: 0,
       open: new Set()
     }
+    // Open from the start: a group interrupted while it waits for an earlier same-key group is
+    // still reported.
+    group.open.add(group)
     if (this.ordering && target.ordered) this.registerKeys(group)
     this.inFlight.add(group)
     return group
@@ -463,10 +476,12 @@ export class Engine {
         if (outcome.left.classification.rowLevel === true && part.rows.length > 1) {
           this.retries += part.attempts - 1
           const mid = part.rows.length >> 1
-          return Effect.zipRight(
-            this.runPart(group, slicePart(part, 0, mid)),
-            this.runPart(group, slicePart(part, mid, part.rows.length))
-          )
+          const first = slicePart(part, 0, mid)
+          const second = slicePart(part, mid, part.rows.length)
+          // Both halves are open before either runs, so an interruption reports the second too.
+          group.open.add(first)
+          group.open.add(second)
+          return Effect.zipRight(this.runPart(group, first), this.runPart(group, second))
         }
         return this.settleFailure(group.target, part, outcome.left)
       })
@@ -481,10 +496,11 @@ export class Engine {
       return this.executor.execute(target, part.rows)
     })
     if (Duration.isFinite(this.config.timeout)) {
-      once = Effect.timeoutFail(once, {
-        duration: this.config.timeout,
-        onTimeout: () => new AttemptTimeout({ target: target.name, timeoutMillis })
-      })
+      once = timeoutFail(
+        once,
+        this.config.timeout,
+        () => new AttemptTimeout({ target: target.name, timeoutMillis })
+      )
     }
     const classified = Effect.catchAllCause(once, (cause) => {
       const failure = Cause.failureOption(cause)

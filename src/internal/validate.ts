@@ -55,7 +55,7 @@ const compileField = (ast: AST.AST): Check => {
       return (v) => from(v) && Option.isNone(filter(v, parseOptions, ast))
     }
     default: {
-      const is = Schema.is(Schema.make(ast))
+      const is = Schema.is(Schema.make(ast), { onExcessProperty: "error" })
       return (v) => (typeof v !== "number" || Number.isFinite(v)) && is(v)
     }
   }
@@ -82,11 +82,11 @@ const compileFast = (ast: AST.AST): ((row: unknown) => boolean) => {
   const fields = compileStruct(ast)
   if (fields === undefined) {
     const is = Schema.is(Schema.make(ast), { onExcessProperty: "error" })
-    return (row) => is(row) && nonFiniteField(row) === undefined
+    return (row) => !Array.isArray(row) && is(row) && nonFiniteField(row) === undefined
   }
   const count = fields.length
   return (row) => {
-    if (typeof row !== "object" || row === null) return false
+    if (typeof row !== "object" || row === null || Array.isArray(row)) return false
     const record = row as Record<string, unknown>
     let present = 0
     for (let i = 0; i < count; i++) {
@@ -98,7 +98,8 @@ const compileFast = (ast: AST.AST): ((row: unknown) => boolean) => {
     }
     let keys = 0
     for (const _ in record) keys++
-    return keys === present
+    // Symbol keys are extra properties too (for-in does not list them).
+    return keys === present && Object.getOwnPropertySymbols(record).length === 0
   }
 }
 
@@ -110,7 +111,12 @@ const nonFiniteField = (row: unknown): string | undefined => {
   return undefined
 }
 
-const problemOf = (issue: ParseResult.ArrayFormatterIssue): InvalidRowProblem => {
+const problemOf = (
+  issue: ParseResult.ArrayFormatterIssue,
+  row: Record<PropertyKey, unknown>
+): InvalidRowProblem => {
+  // A required field holding `undefined` is as good as absent.
+  if (issue.path.length === 1 && row[issue.path[0]!] === undefined) return "missing"
   switch (issue._tag) {
     case "Missing":
       return "missing"
@@ -158,7 +164,7 @@ export const makeValidator = (target: string, schema: Schema.Schema.AnyNoContext
     return new InvalidRow({
       target,
       field: issue.path.map(String).join("."),
-      problem: problemOf(issue),
+      problem: problemOf(issue, row as Record<PropertyKey, unknown>),
       detail: issue.message
     })
   }
@@ -171,7 +177,7 @@ export const makeValidator = (target: string, schema: Schema.Schema.AnyNoContext
  */
 export const makeReferenceValidator = (schema: Schema.Schema.AnyNoContext): ((row: unknown) => boolean) => {
   const is = Schema.is(Schema.make(AST.typeAST(schema.ast)), { onExcessProperty: "error" })
-  return (row) => is(row) && nonFiniteField(row) === undefined
+  return (row) => !Array.isArray(row) && is(row) && nonFiniteField(row) === undefined
 }
 
 /** @internal */
