@@ -221,7 +221,10 @@ export class Engine {
 
   private awaitSpace(): Effect.Effect<void> {
     return Effect.suspend(() => {
-      this.space ??= Deferred.unsafeMake<void>(this.fiberId)
+      if (this.space === undefined) {
+        this.space = Deferred.unsafeMake<void>(this.fiberId)
+        this.signalWake()
+      }
       return Deferred.await(this.space)
     })
   }
@@ -290,7 +293,10 @@ export class Engine {
       this.batchStart = undefined
       return this.closing ? "done" : Deferred.await(this.armWake(1))
     }
-    if (size >= this.config.flushSize || this.closing || this.flushRequested) return "take"
+    // A submitter waiting for room also makes the partial batch go now rather than after the interval.
+    if (size >= this.config.flushSize || this.closing || this.flushRequested || this.space !== undefined) {
+      return "take"
+    }
     this.batchStart ??= now
     const remaining = this.batchStart + this.intervalMillis - now
     if (remaining <= 0) return "take"
