@@ -25,6 +25,7 @@ import type { BatchFlowConfig } from "../BatchFlowConfig.js"
 import { AttemptTimeout, BatchFailure, BatchFlowClosed, InvalidRow } from "../BatchFlowError.js"
 import * as Retry from "../Retry.js"
 import type * as Target from "../Target.js"
+import { EngineObserver, type FlushTrigger, noop as noopObserver, type Observer } from "./observer.js"
 import { timeoutFail } from "./timeout.js"
 
 /** @internal */
@@ -51,6 +52,8 @@ interface Part {
   readonly rows: ReadonlyArray<unknown>
   readonly acks: ReadonlyArray<Ack | undefined> | undefined
   attempts: number
+  /** When the first attempt started (clock millis). */
+  startedAt: number
 }
 
 /** One target's rows of one flush: one executor call, unless a row-level error splits it. */
@@ -116,7 +119,9 @@ export class Engine {
     private readonly semaphore: Effect.Semaphore,
     private readonly failureBox: Mailbox.Mailbox<BatchFailure>,
     private readonly fiberId: FiberId.FiberId,
-    private readonly done: Deferred.Deferred<void>
+    private readonly done: Deferred.Deferred<void>,
+    private readonly observer: Observer,
+    private readonly clock: Clock.Clock
   ) {
     this.classify = Retry.classifyWith([...userRules, ...executor.rules, Retry.engineRule])
     this.retrySchedule = Schedule.mapInput(Retry.schedule(config.retry), (c: Classified) => c.classification)
@@ -133,7 +138,7 @@ export class Engine {
   submit<A>(target: Target.Target<A>, row: A): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
     return Effect.suspend((): Effect.Effect<void, InvalidRow | BatchFlowClosed> => {
       const invalid = target.validate(row)
-      return invalid === undefined ? this.enqueue(target, row, undefined) : Effect.fail(invalid)
+      return invalid === undefined ? this.enqueue(target, row, undefined) : this.rejectInvalid(invalid)
     })
   }
 
@@ -143,7 +148,7 @@ export class Engine {
   ): Effect.Effect<void, InvalidRow | BatchFlowClosed | BatchFailure> {
     return Effect.suspend((): Effect.Effect<void, InvalidRow | BatchFlowClosed | BatchFailure> => {
       const invalid = target.validate(row)
-      if (invalid !== undefined) return Effect.fail(invalid)
+      if (invalid !== undefined) return this.rejectInvalid(invalid)
       const ack = Deferred.unsafeMake<void, BatchFailure>(this.fiberId)
       return Effect.zipRight(this.enqueue(target, row, ack), Deferred.await(ack))
     })
@@ -159,24 +164,40 @@ export class Engine {
         const invalid = target.validate(rows[i])
         if (invalid !== undefined) {
           const { target: name, field, problem, detail } = invalid
-          return Effect.fail(new InvalidRow({ target: name, field, problem, detail, index: i }))
+          return this.rejectInvalid(new InvalidRow({ target: name, field, problem, detail, index: i }))
         }
       }
       return rows.length === 0 ? Effect.void : this.enqueueAll(target, rows, 0)
     })
   }
 
+  private rejectInvalid(invalid: InvalidRow): Effect.Effect<never, InvalidRow> {
+    this.observer.submitRejected(invalid.target, "invalid_row")
+    return Effect.fail(invalid)
+  }
+
+  private rejectClosed(target: Target.Any): Effect.Effect<never, BatchFlowClosed> {
+    this.observer.submitRejected(target.name, "closed")
+    return Effect.fail(new BatchFlowClosed({ target: target.name }))
+  }
+
+  /** `waitingSince`: when this submit first found the buffer full (only such submits are timed). */
   private enqueue(
     target: Target.Any,
     row: unknown,
-    ack: Ack | undefined
+    ack: Ack | undefined,
+    waitingSince?: number
   ): Effect.Effect<void, BatchFlowClosed> {
-    if (this.closing) return Effect.fail(new BatchFlowClosed({ target: target.name }))
+    if (this.closing) return this.rejectClosed(target)
     if (this.rows.length - this.head >= this.config.bufferSize) {
+      const since = waitingSince ?? this.clock.unsafeCurrentTimeMillis()
       return Effect.zipRight(
         this.awaitSpace(),
-        Effect.suspend(() => this.enqueue(target, row, ack))
+        Effect.suspend(() => this.enqueue(target, row, ack, since))
       )
+    }
+    if (waitingSince !== undefined) {
+      this.observer.submitWaited(target.name, this.clock.unsafeCurrentTimeMillis() - waitingSince)
     }
     this.targets.push(target)
     this.rows.push(row)
@@ -199,7 +220,7 @@ export class Engine {
     rows: ReadonlyArray<unknown>,
     from: number
   ): Effect.Effect<void, BatchFlowClosed> {
-    if (this.closing) return Effect.fail(new BatchFlowClosed({ target: target.name }))
+    if (this.closing) return this.rejectClosed(target)
     const free = this.config.bufferSize - this.size
     const remaining = rows.length - from
     const piece = remaining <= this.config.bufferSize ? remaining : Math.max(free, 0)
@@ -268,14 +289,17 @@ export class Engine {
    */
   readonly worker: Effect.Effect<void> = Effect.gen(this, function* () {
     while (true) {
-      const next = this.nextStep(yield* Clock.currentTimeMillis)
+      const now = yield* Clock.currentTimeMillis
+      const next = this.nextStep(now)
       if (next === "done") return
-      if (next !== "take") {
+      if (typeof next !== "string") {
         yield* next
         continue
       }
       yield* Effect.uninterruptibleMask((restore) =>
-        Effect.suspend(() => this.runBatch(this.take(Math.min(this.size, this.config.flushSize)), restore))
+        Effect.suspend(() =>
+          this.runBatch(this.take(Math.min(this.size, this.config.flushSize), next, now), restore)
+        )
       )
       if (this.size === 0) this.batchStart = undefined
       else this.batchStart = yield* Clock.currentTimeMillis
@@ -287,19 +311,20 @@ export class Engine {
    * wait. A wait arms the wake-up signal before returning, so a submit, flush or close that happens
    * while the worker is getting ready to wait is never missed.
    */
-  private nextStep(now: number): "take" | "done" | Effect.Effect<void> {
+  private nextStep(now: number): FlushTrigger | "done" | Effect.Effect<void> {
     const size = this.size
     if (size === 0) {
       this.batchStart = undefined
       return this.closing ? "done" : Deferred.await(this.armWake(1))
     }
+    if (size >= this.config.flushSize) return "size"
+    if (this.closing) return "close"
+    if (this.flushRequested) return "manual"
     // A submitter waiting for room also makes the partial batch go now rather than after the interval.
-    if (size >= this.config.flushSize || this.closing || this.flushRequested || this.space !== undefined) {
-      return "take"
-    }
+    if (this.space !== undefined) return "backpressure"
     this.batchStart ??= now
     const remaining = this.batchStart + this.intervalMillis - now
-    if (remaining <= 0) return "take"
+    if (remaining <= 0) return "interval"
     return Effect.raceFirst(
       Effect.sleep(Duration.millis(remaining)),
       Deferred.await(this.armWake(this.config.flushSize))
@@ -309,7 +334,9 @@ export class Engine {
   // ---------------------------------------------------------------- flush → group
 
   /** Takes `n` rows off the buffer and groups them by target (arrival order kept inside a group). */
-  private take(n: number): ReadonlyArray<Group> {
+  private take(n: number, trigger: FlushTrigger, now: number): ReadonlyArray<Group> {
+    if (n === 0) return []
+    const waitedMillis = this.batchStart === undefined ? 0 : now - this.batchStart
     const start = this.head
     const end = start + n
     let targets: ReadonlyArray<Target.Any>
@@ -353,6 +380,8 @@ export class Engine {
 
     const groups = groupByTarget(targets, rows, acks).map((g) => this.makeGroup(g.target, g.rows, g.acks))
     this.resolveFlushWaiters()
+    this.observer.batchTaken({ trigger, rows: n, groups: groups.length, buffered: this.size, waitedMillis })
+    this.observer.depth(this.size, this.inFlight.size)
     return groups
   }
 
@@ -383,6 +412,7 @@ export class Engine {
       deps: [],
       keyed: false,
       attempts: 0,
+      startedAt: 0,
       open: new Set()
     }
     // Open from the start: a group interrupted while it waits for an earlier same-key group is
@@ -496,7 +526,7 @@ export class Engine {
       Effect.flatMap((outcome) => {
         group.open.delete(part)
         if (outcome._tag === "Right") {
-          this.settleSuccess(part)
+          this.settleSuccess(group.target, part)
           return Effect.void
         }
         if (outcome.left.classification.rowLevel === true && part.rows.length > 1) {
@@ -518,7 +548,7 @@ export class Engine {
   private attempt(target: Target.Any, part: Part): Effect.Effect<void, Classified> {
     const timeoutMillis = Duration.toMillis(this.config.timeout)
     let once: Effect.Effect<void, unknown> = Effect.suspend(() => {
-      part.attempts++
+      if (part.attempts++ === 0) part.startedAt = this.clock.unsafeCurrentTimeMillis()
       return this.executor.execute(target, part.rows)
     })
     if (Duration.isFinite(this.config.timeout)) {
@@ -531,19 +561,35 @@ export class Engine {
     const classified = Effect.catchAllCause(once, (cause) => {
       const failure = Cause.failureOption(cause)
       if (Option.isSome(failure)) {
-        return Effect.fail<Classified>({ error: failure.value, classification: this.classify(failure.value) })
+        const classification = this.classify(failure.value)
+        this.observer.attemptFailed(
+          target.name,
+          classification.reason,
+          !classification.retryable || part.attempts >= this.config.retry.maxAttempts
+        )
+        return Effect.fail<Classified>({ error: failure.value, classification })
       }
       const defect = Cause.dieOption(cause)
-      if (Option.isSome(defect))
+      if (Option.isSome(defect)) {
+        this.observer.attemptFailed(target.name, defectReason.reason, true)
         return Effect.fail<Classified>({ error: defect.value, classification: defectReason })
+      }
       return Effect.interrupt
     })
     return Effect.retry(classified, this.retrySchedule)
   }
 
-  private settleSuccess(part: Part): void {
+  private settleSuccess(target: Target.Any, part: Part): void {
     this.committed += part.rows.length
     this.retries += part.attempts - 1
+    this.observer.groupFinished({
+      target: target.name,
+      rows: part.rows.length,
+      attempts: part.attempts,
+      durationMillis: this.clock.unsafeCurrentTimeMillis() - part.startedAt,
+      outcome: "success",
+      reason: ""
+    })
     if (part.acks !== undefined) {
       for (const ack of part.acks) if (ack !== undefined) Deferred.unsafeDone(ack, Exit.void)
     }
@@ -551,6 +597,14 @@ export class Engine {
 
   private settleFailure(target: Target.Any, part: Part, classified: Classified): Effect.Effect<void> {
     this.retries += Math.max(part.attempts - 1, 0)
+    this.observer.groupFinished({
+      target: target.name,
+      rows: part.rows.length,
+      attempts: part.attempts,
+      durationMillis: part.attempts === 0 ? 0 : this.clock.unsafeCurrentTimeMillis() - part.startedAt,
+      outcome: "failure",
+      reason: classified.classification.reason
+    })
     return this.reportFailure(target, part.rows, part.acks, part.attempts, classified)
   }
 
@@ -574,7 +628,10 @@ export class Engine {
       const exit = Exit.fail(failure)
       for (const ack of acks) if (ack !== undefined) Deferred.unsafeDone(ack, exit)
     }
-    if (!this.failureBox.unsafeOffer(failure)) this.droppedFailures++
+    if (!this.failureBox.unsafeOffer(failure)) {
+      this.droppedFailures++
+      this.observer.failureDropped()
+    }
     return Effect.logWarning(failure.message).pipe(
       Effect.annotateLogs({ target: target.name, reason: failure.reason, rows: rows.length, attempts })
     )
@@ -585,6 +642,7 @@ export class Engine {
     this.active.get(group.target)?.delete(group)
     this.inFlight.delete(group)
     Deferred.unsafeDone(group.done, Exit.void)
+    this.observer.depth(this.size, this.inFlight.size)
   }
 
   // ---------------------------------------------------------------- flush, close, introspection
@@ -675,7 +733,8 @@ export class Engine {
 const slicePart = (part: Part, start: number, end: number): Part => ({
   rows: part.rows.slice(start, end),
   acks: part.acks?.slice(start, end),
-  attempts: 0
+  attempts: 0,
+  startedAt: 0
 })
 
 const awaitGroups = (groups: ReadonlyArray<Group>): Effect.Effect<void> =>
@@ -732,7 +791,19 @@ export const make = (
     })
     const fiberId = yield* Effect.fiberId
     const done = yield* Deferred.make<void>()
-    const engine = new Engine(config, executor, userRules, semaphore, failureBox, fiberId, done)
+    const observer = Option.getOrElse(yield* Effect.serviceOption(EngineObserver), () => noopObserver)
+    const clock = yield* Effect.clock
+    const engine = new Engine(
+      config,
+      executor,
+      userRules,
+      semaphore,
+      failureBox,
+      fiberId,
+      done,
+      observer,
+      clock
+    )
     const workers = yield* Effect.forEach(
       Array.from({ length: config.concurrency }),
       () => Effect.forkScoped(Effect.interruptible(engine.worker)),
