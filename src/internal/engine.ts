@@ -391,12 +391,14 @@ export class Engine {
    * each group is settled (committed or reported) even if the worker is interrupted.
    */
   private runBatch(groups: ReadonlyArray<Group>, restore: Restore): Effect.Effect<void> {
-    return groups.length === 1
-      ? this.runGroup(groups[0]!, restore)
-      : Effect.forEach(groups, (group) => this.runGroup(group, restore), {
-          concurrency: "unbounded",
-          discard: true
-        })
+    if (groups.length === 0) return Effect.void
+    if (groups.length === 1) return this.runGroup(groups[0]!, restore)
+    // Several targets: one fiber per group. The wait is interruptible (a close timeout interrupts the
+    // worker here) and interrupting it interrupts the groups, whose own handlers report their rows.
+    return Effect.flatMap(
+      Effect.forEach(groups, (group) => Effect.fork(this.runGroup(group, restore))),
+      (fibers) => restore(Fiber.joinAll(fibers)).pipe(Effect.onInterrupt(() => Fiber.interruptAll(fibers)))
+    )
   }
 
   private makeGroup(
