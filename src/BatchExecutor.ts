@@ -12,16 +12,57 @@ import type * as Retry from "./Retry.js"
 import type * as Target from "./Target.js"
 
 /**
+ * One row of a call that was not written, by its index in the call's `rows`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RowError {
+  readonly index: number
+  readonly error: unknown
+}
+
+/**
+ * What an executor returns when some rows of a call were written and others were not (e.g. a Redis
+ * pipeline where some commands failed). The engine commits the other rows and reports the failed
+ * ones (classified like any error, one `BatchFailure` per reason). Partial failures are final for the
+ * engine: an executor that can retry single rows safely does so itself before returning.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Partial {
+  readonly _tag: "Partial"
+  readonly failed: ReadonlyArray<RowError>
+}
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const partial = (failed: ReadonlyArray<RowError>): Partial => ({ _tag: "Partial", failed })
+
+/**
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isPartial = (u: unknown): u is Partial =>
+  typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "Partial"
+
+/**
  * @since 0.1.0
  * @category models
  */
 export interface BatchExecutor {
   /**
-   * Writes `rows` (one flush's rows of one target, in submission order, never empty) and succeeds
-   * only when all of them are committed. A failure fails the whole call; the engine classifies the
-   * error and retries or reports the rows.
+   * Writes `rows` (one flush's rows of one target, in submission order, never empty). Succeeds with
+   * `void` when all are committed, or with a `Partial` naming the rows that were not. A failure fails
+   * the whole call; the engine classifies the error and retries or reports the rows.
    */
-  readonly execute: (target: Target.Any, rows: ReadonlyArray<unknown>) => Effect.Effect<void, unknown>
+  readonly execute: (
+    target: Target.Any,
+    rows: ReadonlyArray<unknown>
+  ) => Effect.Effect<void | Partial, unknown>
   /** Classification rules for this executor's own errors (e.g. SQLSTATEs), tried after the user's. */
   readonly rules: ReadonlyArray<Retry.Rule>
 }
@@ -41,7 +82,7 @@ export const BatchExecutor: Context.Tag<BatchExecutor, BatchExecutor> = Context.
  * @category constructors
  */
 export const make = (
-  execute: (target: Target.Any, rows: ReadonlyArray<unknown>) => Effect.Effect<void, unknown>,
+  execute: (target: Target.Any, rows: ReadonlyArray<unknown>) => Effect.Effect<void | Partial, unknown>,
   options?: { readonly rules?: ReadonlyArray<Retry.Rule> | undefined }
 ): BatchExecutor => ({ execute, rules: options?.rules ?? [] })
 
@@ -52,7 +93,7 @@ export const make = (
  * @category layers
  */
 export const layer = (
-  execute: (target: Target.Any, rows: ReadonlyArray<unknown>) => Effect.Effect<void, unknown>,
+  execute: (target: Target.Any, rows: ReadonlyArray<unknown>) => Effect.Effect<void | Partial, unknown>,
   options?: { readonly rules?: ReadonlyArray<Retry.Rule> | undefined }
 ): Layer.Layer<BatchExecutor> => Layer.succeed(BatchExecutor, make(execute, options))
 

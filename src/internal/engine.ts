@@ -20,7 +20,7 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
-import { BatchExecutor } from "../BatchExecutor.js"
+import { BatchExecutor, isPartial, type Partial } from "../BatchExecutor.js"
 import type { BatchFlowConfig } from "../BatchFlowConfig.js"
 import { AttemptTimeout, BatchFailure, BatchFlowClosed, InvalidRow } from "../BatchFlowError.js"
 import * as Retry from "../Retry.js"
@@ -528,6 +528,9 @@ export class Engine {
       Effect.flatMap((outcome) => {
         group.open.delete(part)
         if (outcome._tag === "Right") {
+          if (isPartial(outcome.right) && outcome.right.failed.length > 0) {
+            return this.settlePartial(group.target, part, outcome.right)
+          }
           this.settleSuccess(group.target, part)
           return Effect.void
         }
@@ -547,9 +550,9 @@ export class Engine {
   }
 
   /** All attempts of one part: retry per the schedule, each attempt under the timeout. */
-  private attempt(target: Target.Any, part: Part): Effect.Effect<void, Classified> {
+  private attempt(target: Target.Any, part: Part): Effect.Effect<void | Partial, Classified> {
     const timeoutMillis = Duration.toMillis(this.config.timeout)
-    let once: Effect.Effect<void, unknown> = Effect.suspend(() => {
+    let once: Effect.Effect<void | Partial, unknown> = Effect.suspend(() => {
       if (part.attempts++ === 0) part.startedAt = this.clock.unsafeCurrentTimeMillis()
       return this.executor.execute(target, part.rows)
     })
@@ -595,6 +598,34 @@ export class Engine {
     if (part.acks !== undefined) {
       for (const ack of part.acks) if (ack !== undefined) Deferred.unsafeDone(ack, Exit.void)
     }
+  }
+
+  /** Some rows were written, some not: commit the others, report the failed ones by reason. */
+  private settlePartial(target: Target.Any, part: Part, result: Partial): Effect.Effect<void> {
+    const failedAt = new Map<number, unknown>()
+    for (const { index, error } of result.failed) {
+      if (index >= 0 && index < part.rows.length) failedAt.set(index, error)
+    }
+    const written: Array<number> = []
+    const byReason = new Map<string, { indices: Array<number>; first: Classified }>()
+    for (let i = 0; i < part.rows.length; i++) {
+      if (!failedAt.has(i)) {
+        written.push(i)
+        continue
+      }
+      const error = failedAt.get(i)
+      const classification = this.classify(error)
+      const entry = byReason.get(classification.reason)
+      if (entry === undefined)
+        byReason.set(classification.reason, { indices: [i], first: { error, classification } })
+      else entry.indices.push(i)
+    }
+    this.settleSuccess(target, pickPart(part, written))
+    return Effect.forEach(
+      byReason.values(),
+      ({ indices, first }) => this.settleFailure(target, pickPart(part, indices), first),
+      { discard: true }
+    )
   }
 
   private settleFailure(target: Target.Any, part: Part, classified: Classified): Effect.Effect<void> {
@@ -737,6 +768,14 @@ const slicePart = (part: Part, start: number, end: number): Part => ({
   acks: part.acks?.slice(start, end),
   attempts: 0,
   startedAt: 0
+})
+
+/** The rows at `indices` of a part, as a part with the same attempts and start time. */
+const pickPart = (part: Part, indices: ReadonlyArray<number>): Part => ({
+  rows: indices.map((i) => part.rows[i]),
+  acks: part.acks === undefined ? undefined : indices.map((i) => part.acks![i]),
+  attempts: part.attempts,
+  startedAt: part.startedAt
 })
 
 const awaitGroups = (groups: ReadonlyArray<Group>): Effect.Effect<void> =>
