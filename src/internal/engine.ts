@@ -20,24 +20,21 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
+import type * as Tracer from "effect/Tracer"
 import { BatchExecutor, isPartial, type Partial } from "../BatchExecutor.js"
+import type { Stats } from "../BatchFlow.js"
 import type { BatchFlowConfig } from "../BatchFlowConfig.js"
 import { AttemptTimeout, BatchFailure, BatchFlowClosed, InvalidRow } from "../BatchFlowError.js"
 import * as Retry from "../Retry.js"
 import type * as Target from "../Target.js"
-import { EngineObserver, type FlushTrigger, noop as noopObserver, type Observer } from "./observer.js"
+import {
+  EngineObserver,
+  type FlushTrigger,
+  noop as noopObserver,
+  type Observer,
+  SlowBatchThreshold
+} from "./observer.js"
 import { timeoutFail } from "./timeout.js"
-
-/** @internal */
-export interface Stats {
-  readonly buffered: number
-  readonly inFlight: number
-  readonly accepted: number
-  readonly committed: number
-  readonly failed: number
-  readonly retries: number
-  readonly droppedFailures: number
-}
 
 type Ack = Deferred.Deferred<void, BatchFailure>
 type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
@@ -66,7 +63,12 @@ interface Group extends Part {
   keyed: boolean
   /** Parts taken for writing and not yet committed or reported. */
   readonly open: Set<Part>
+  /** Whether an executor call of this group failed or returned a Partial, or rows were reported unrun. */
+  failed: boolean
 }
+
+/** At most this many `write` callers' spans are linked from one flush span (OpenTelemetry's default limit). */
+const maxSpanLinks = 128
 
 const closeTimeoutReason: Retry.Classification = { retryable: false, reason: "close_timeout" }
 const defectReason: Retry.Classification = { retryable: false, reason: "defect" }
@@ -111,6 +113,9 @@ export class Engine {
   private batchStart: number | undefined = undefined
   private readonly ordering: boolean
   private readonly intervalMillis: number
+  /** The span each `write` caller was in (if any), for the links of the flush span that takes its row. */
+  private readonly writerSpans = new WeakMap<Ack, Tracer.AnySpan>()
+  private linkWriters = false
 
   constructor(
     private readonly config: BatchFlowConfig,
@@ -121,7 +126,9 @@ export class Engine {
     private readonly fiberId: FiberId.FiberId,
     private readonly done: Deferred.Deferred<void>,
     private readonly observer: Observer,
-    private readonly clock: Clock.Clock
+    private readonly clock: Clock.Clock,
+    /** Executor calls taking at least this long (retries included) are logged as a warning. */
+    private readonly slowBatchMillis: number
   ) {
     this.classify = Retry.classifyWith([...userRules, ...executor.rules, Retry.engineRule])
     this.retrySchedule = Schedule.mapInput(Retry.schedule(config.retry), (c: Classified) => c.classification)
@@ -146,12 +153,19 @@ export class Engine {
     target: Target.Target<A>,
     row: A
   ): Effect.Effect<void, InvalidRow | BatchFlowClosed | BatchFailure> {
-    return Effect.suspend((): Effect.Effect<void, InvalidRow | BatchFlowClosed | BatchFailure> => {
-      const invalid = target.validate(row)
-      if (invalid !== undefined) return this.rejectInvalid(invalid)
-      const ack = Deferred.unsafeMake<void, BatchFailure>(this.fiberId)
-      return Effect.zipRight(this.enqueue(target, row, ack), Deferred.await(ack))
-    })
+    return Effect.withFiberRuntime(
+      (fiber): Effect.Effect<void, InvalidRow | BatchFlowClosed | BatchFailure> => {
+        const invalid = target.validate(row)
+        if (invalid !== undefined) return this.rejectInvalid(invalid)
+        const ack = Deferred.unsafeMake<void, BatchFailure>(this.fiberId)
+        const span = fiber.currentSpan
+        if (span !== undefined) {
+          this.writerSpans.set(ack, span)
+          this.linkWriters = true
+        }
+        return Effect.zipRight(this.enqueue(target, row, ack), Deferred.await(ack))
+      }
+    )
   }
 
   submitAll<A>(
@@ -297,9 +311,7 @@ export class Engine {
         continue
       }
       yield* Effect.uninterruptibleMask((restore) =>
-        Effect.suspend(() =>
-          this.runBatch(this.take(Math.min(this.size, this.config.flushSize), next, now), restore)
-        )
+        Effect.suspend(() => this.flushBatch(Math.min(this.size, this.config.flushSize), next, now, restore))
       )
       if (this.size === 0) this.batchStart = undefined
       else this.batchStart = yield* Clock.currentTimeMillis
@@ -337,6 +349,7 @@ export class Engine {
   private take(n: number, trigger: FlushTrigger, now: number): ReadonlyArray<Group> {
     if (n === 0) return []
     const waitedMillis = this.batchStart === undefined ? 0 : now - this.batchStart
+    const assembleStart = this.clock.unsafeCurrentTimeNanos()
     const start = this.head
     const end = start + n
     let targets: ReadonlyArray<Target.Any>
@@ -380,9 +393,62 @@ export class Engine {
 
     const groups = groupByTarget(targets, rows, acks).map((g) => this.makeGroup(g.target, g.rows, g.acks))
     this.resolveFlushWaiters()
-    this.observer.batchTaken({ trigger, rows: n, groups: groups.length, buffered: this.size, waitedMillis })
+    const assembleMillis = Number(this.clock.unsafeCurrentTimeNanos() - assembleStart) / 1e6
+    this.observer.batchTaken({
+      trigger,
+      rows: n,
+      groups: groups.length,
+      buffered: this.size,
+      waitedMillis,
+      assembleMillis
+    })
     this.observer.depth(this.size, this.inFlight.size)
     return groups
+  }
+
+  /**
+   * One flush: take a batch, write it, report it. Traced as a `BatchFlow.flush` span linked to the
+   * spans of the `write` callers whose rows it holds (`submit`/`submitAll` callers are not linked: that
+   * would cost per row).
+   */
+  private flushBatch(n: number, trigger: FlushTrigger, now: number, restore: Restore): Effect.Effect<void> {
+    const groups = this.take(n, trigger, now)
+    const failed = () => groups.some((group) => group.failed)
+    return Effect.zipRight(
+      this.runBatch(groups, restore),
+      Effect.suspend(() => Effect.annotateCurrentSpan("batchflow.outcome", failed() ? "failure" : "success"))
+    ).pipe(
+      Effect.withSpan("BatchFlow.flush", {
+        attributes: { "batchflow.trigger": trigger, "batchflow.rows": n, "batchflow.groups": groups.length },
+        links: this.linkWriters ? this.writerLinks(groups) : [],
+        captureStackTrace: false
+      }),
+      Effect.ensuring(
+        Effect.sync(() =>
+          this.observer.batchFinished({
+            trigger,
+            rows: n,
+            groups: groups.length,
+            durationMillis: this.clock.unsafeCurrentTimeMillis() - now,
+            failed: failed()
+          })
+        )
+      )
+    )
+  }
+
+  private writerLinks(groups: ReadonlyArray<Group>): Array<Tracer.SpanLink> {
+    const spans = new Set<Tracer.AnySpan>()
+    for (const group of groups) {
+      if (group.acks === undefined) continue
+      for (const ack of group.acks) {
+        const span = ack === undefined ? undefined : this.writerSpans.get(ack)
+        if (span === undefined) continue
+        spans.add(span)
+        if (spans.size >= maxSpanLinks) break
+      }
+    }
+    return Array.from(spans, (span) => ({ _tag: "SpanLink", span, attributes: {} }))
   }
 
   /**
@@ -415,7 +481,8 @@ export class Engine {
       keyed: false,
       attempts: 0,
       startedAt: 0,
-      open: new Set()
+      open: new Set(),
+      failed: false
     }
     // Open from the start: a group interrupted while it waits for an earlier same-key group is
     // still reported.
@@ -502,6 +569,7 @@ export class Engine {
               ? { error: this.closeTimeoutMessage("batch"), classification: closeTimeoutReason }
               : { error: Cause.squash(exit.cause), classification: engineFailureReason }
           const unsettled = classified === undefined ? [] : Array.from(group.open)
+          if (unsettled.length > 0) group.failed = true
           group.open.clear()
           return Effect.zipRight(
             Effect.forEach(unsettled, (part) => this.settleFailure(group.target, part, classified!), {
@@ -529,6 +597,7 @@ export class Engine {
         group.open.delete(part)
         if (outcome._tag === "Right") {
           if (isPartial(outcome.right) && outcome.right.failed.length > 0) {
+            group.failed = true
             return this.settlePartial(group.target, part, outcome.right)
           }
           this.settleSuccess(group.target, part)
@@ -544,6 +613,7 @@ export class Engine {
           group.open.add(second)
           return Effect.zipRight(this.runPart(group, first), this.runPart(group, second))
         }
+        group.failed = true
         return this.settleFailure(group.target, part, outcome.left)
       })
     )
@@ -563,8 +633,25 @@ export class Engine {
         () => new AttemptTimeout({ target: target.name, timeoutMillis })
       )
     }
-    const classified = Effect.catchAllCause(once, (cause) => {
-      const failure = Cause.failureOption(cause)
+    const untraced = once
+    // One span per attempt, a child of the flush span.
+    const traced = Effect.suspend(() =>
+      Effect.withSpan(
+        Effect.onExit(untraced, (exit) => Effect.annotateCurrentSpan(this.attemptOutcome(exit))),
+        "BatchFlow.execute",
+        {
+          attributes: {
+            "batchflow.target": target.name,
+            "batchflow.rows": part.rows.length,
+            "batchflow.attempt": part.attempts + 1
+          },
+          captureStackTrace: false
+        }
+      )
+    )
+    const classified = Effect.catchAllCause(traced, (cause) => {
+      // Errors raised inside a span come wrapped (Effect attaches the span): report the original.
+      const failure = Option.map(Cause.failureOption(cause), Cause.originalError)
       if (Option.isSome(failure)) {
         const classification = this.classify(failure.value)
         this.observer.attemptFailed(
@@ -574,14 +661,54 @@ export class Engine {
         )
         return Effect.fail<Classified>({ error: failure.value, classification })
       }
-      const defect = Cause.dieOption(cause)
+      const defect = Option.map(Cause.dieOption(cause), Cause.originalError)
       if (Option.isSome(defect)) {
         this.observer.attemptFailed(target.name, defectReason.reason, true)
         return Effect.fail<Classified>({ error: defect.value, classification: defectReason })
       }
       return Effect.interrupt
     })
-    return Effect.retry(classified, this.retrySchedule)
+    return Effect.onExit(Effect.retry(classified, this.retrySchedule), (exit) =>
+      this.executed(target, part, exit)
+    )
+  }
+
+  private attemptOutcome(exit: Exit.Exit<unknown, unknown>): Record<string, string> {
+    if (Exit.isSuccess(exit)) {
+      const partial = isPartial(exit.value) && exit.value.failed.length > 0
+      return { "batchflow.outcome": partial ? "partial" : "success" }
+    }
+    const failure = Cause.failureOption(exit.cause)
+    if (Option.isSome(failure)) {
+      const reason = this.classify(Cause.originalError(failure.value)).reason
+      return { "batchflow.outcome": "failure", "batchflow.reason": reason }
+    }
+    return Cause.isInterruptedOnly(exit.cause)
+      ? { "batchflow.outcome": "interrupted" }
+      : { "batchflow.outcome": "failure", "batchflow.reason": defectReason.reason }
+  }
+
+  /** After the last attempt of an executor call: per-call metrics, and a warning when it was slow. */
+  private executed(
+    target: Target.Any,
+    part: Part,
+    exit: Exit.Exit<unknown, Classified>
+  ): Effect.Effect<void> {
+    if (part.attempts === 0) return Effect.void
+    const durationMillis = this.clock.unsafeCurrentTimeMillis() - part.startedAt
+    const status = Exit.isFailure(exit)
+      ? "fail"
+      : isPartial(exit.value) && exit.value.failed.length > 0
+        ? "partial"
+        : "success"
+    const rows = part.rows.length
+    const attempts = part.attempts
+    this.observer.executed({ target: target.name, rows, attempts, durationMillis, status })
+    // Failures are logged as errors when reported; only slow writes that went through warn here.
+    if (status === "fail" || durationMillis < this.slowBatchMillis) return Effect.void
+    return Effect.logWarning(
+      `Writing ${rows} row(s) for target "${target.name}" took ${durationMillis} ms over ${attempts} attempt(s), more than slowBatchThreshold (${this.slowBatchMillis} ms).`
+    ).pipe(Effect.annotateLogs({ target: target.name, rows, attempts, durationMillis, status }))
   }
 
   private settleSuccess(target: Target.Any, part: Part): void {
@@ -665,7 +792,7 @@ export class Engine {
       this.droppedFailures++
       this.observer.failureDropped()
     }
-    return Effect.logWarning(failure.message).pipe(
+    return Effect.logError(failure.message).pipe(
       Effect.annotateLogs({ target: target.name, reason: failure.reason, rows: rows.length, attempts })
     )
   }
@@ -732,9 +859,20 @@ export class Engine {
     this.acks = []
     this.head = 0
     this.bufferedAcks = 0
+    this.observer.depth(0, this.inFlight.size)
     return Effect.forEach(
       groupByTarget(targets, rows, acks),
-      (g) => this.reportFailure(g.target, g.rows, g.acks, 0, { error, classification }),
+      (g) => {
+        this.observer.groupFinished({
+          target: g.target.name,
+          rows: g.rows.length,
+          attempts: 0,
+          durationMillis: 0,
+          outcome: "failure",
+          reason: classification.reason
+        })
+        return this.reportFailure(g.target, g.rows, g.acks, 0, { error, classification })
+      },
       { discard: true }
     )
   }
@@ -834,6 +972,7 @@ export const make = (
     const done = yield* Deferred.make<void>()
     const observer = Option.getOrElse(yield* Effect.serviceOption(EngineObserver), () => noopObserver)
     const clock = yield* Effect.clock
+    const slowBatchThreshold = yield* SlowBatchThreshold
     const engine = new Engine(
       config,
       executor,
@@ -843,8 +982,14 @@ export const make = (
       fiberId,
       done,
       observer,
-      clock
+      clock,
+      Duration.toMillis(slowBatchThreshold)
     )
+    observer.started({
+      concurrency: config.concurrency,
+      flushSize: config.flushSize,
+      bufferSize: config.bufferSize
+    })
     const workers = yield* Effect.forEach(
       Array.from({ length: config.concurrency }),
       () => Effect.forkScoped(Effect.interruptible(engine.worker)),
