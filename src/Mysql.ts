@@ -1,0 +1,127 @@
+/**
+ * MySQL and MariaDB: a BatchFlow that writes `Table`s through `@effect/sql-mysql2`'s client. The user
+ * provides the client layer (`MysqlClient.layer`).
+ *
+ * Statements (table `users`, columns `id, name`, key `id`):
+ *
+ * - `Conflict.none`: ``INSERT INTO `users` (`id`, `name`) VALUES (?, ?), (?, ?)``
+ * - `Conflict.ignore`: ``INSERT IGNORE INTO `users` …``
+ * - `Conflict.replace`: ``REPLACE INTO `users` …`` (delete + insert)
+ * - `Conflict.update({ target, set })`: ``INSERT INTO `users` … ON DUPLICATE KEY UPDATE `name` = VALUES(`name`)``
+ *   (the form both MariaDB and MySQL 8 accept; MySQL ≥ 8.0.20 warns that `VALUES()` is deprecated)
+ *
+ * Statements run through mysql2's `query()`, which formats values into the text on the client:
+ * measured faster than server-prepared `execute()`, and it leaves no prepared statement per distinct
+ * batch size on the server. If the server runs with `NO_BACKSLASH_ESCAPES` (where that formatting is
+ * not safe), the executor detects it and uses server-prepared statements instead.
+ *
+ * @since 0.1.0
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import type * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import type * as BatchExecutor from "./BatchExecutor.js"
+import type * as BatchFlow from "./BatchFlow.js"
+import * as BatchFlowConfig from "./BatchFlowConfig.js"
+import type { BatchFlowConfigError } from "./BatchFlowError.js"
+import * as executor from "./internal/sqlExecutor.js"
+import { classifyMysql } from "./internal/sqlRules.js"
+import type * as Retry from "./Retry.js"
+import type * as Sql from "./Sql.js"
+
+/**
+ * Statement options for MySQL / MariaDB.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StatementOptions {
+  /** Bind parameters per statement (default and maximum 65,535). */
+  readonly maxParams?: number | undefined
+  /**
+   * Estimated bytes per statement, default 4 MiB (below MariaDB's default 16 MiB
+   * `max_allowed_packet`); bigger batches are split, in one transaction.
+   */
+  readonly maxStatementBytes?: number | undefined
+}
+
+/**
+ * Flow options (`BatchFlowConfig`) and statement options.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends BatchFlowConfig.Options, StatementOptions {}
+
+/**
+ * A BatchFlow writing `Table`s to MySQL or MariaDB. Needs a `SqlClient` whose dialect is mysql
+ * (e.g. `MysqlClient.layer`); fails with `UnsupportedDialect` otherwise.
+ *
+ * @example
+ * ```ts
+ * import { MysqlClient } from "@effect/sql-mysql2"
+ * import { Layer } from "effect"
+ * import * as Mysql from "effect-batchflow/Mysql"
+ *
+ * const FlowLive = Mysql.layer({ flushSize: 500, concurrency: 4 }).pipe(
+ *   Layer.provide(MysqlClient.layer({ host: "127.0.0.1", username: "root", database: "test" }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: Options = {}
+): Layer.Layer<BatchFlow.BatchFlow, BatchFlowConfigError | Sql.UnsupportedDialect, SqlClient.SqlClient> =>
+  executor.layer(options, "mysql")
+
+/**
+ * Like `layer`, with the flow options read from Effect `Config` (default: the `BATCHFLOW_*`
+ * environment variables).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  statement: StatementOptions = {},
+  config: Config.Config<BatchFlowConfig.Options> = BatchFlowConfig.config
+): Layer.Layer<
+  BatchFlow.BatchFlow,
+  BatchFlowConfigError | ConfigError.ConfigError | Sql.UnsupportedDialect,
+  SqlClient.SqlClient
+> => executor.layerConfig(statement, config, "mysql")
+
+/**
+ * The executor alone, for composing with `BatchFlow.layer` yourself.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerExecutor = (
+  options: StatementOptions = {}
+): Layer.Layer<BatchExecutor.BatchExecutor, Sql.UnsupportedDialect, SqlClient.SqlClient> =>
+  executor.layerExecutor(options, "mysql")
+
+/**
+ * The executor alone, as an effect (for calling `execute` yourself, e.g. in tests).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeExecutor = (
+  options: StatementOptions = {}
+): Effect.Effect<BatchExecutor.BatchExecutor, Sql.UnsupportedDialect, SqlClient.SqlClient> =>
+  executor.make(options, "mysql")
+
+/**
+ * How a server error number (or a mysql2 client code) is treated: e.g. `1213` → retryable
+ * `deadlock`, `1406` → row-level `value_too_long`.
+ *
+ * @since 0.1.0
+ * @category classification
+ */
+export const classifyErrno = (errno: number, code?: string): Retry.Classification =>
+  classifyMysql(errno, code)

@@ -1,0 +1,123 @@
+/**
+ * PostgreSQL: a BatchFlow that writes `Table`s through `@effect/sql-pg`'s client. The user provides
+ * the client layer (`PgClient.layer`), so connection settings, pool size and TLS stay theirs.
+ *
+ * Statements (table `users`, columns `id, name`, key `id`):
+ *
+ * - `Conflict.none`: `INSERT INTO "users" ("id", "name") SELECT "id", "name" FROM json_populate_recordset(NULL::"users", $1::json)`
+ * - `Conflict.ignore`: the same `… ON CONFLICT ("id") DO NOTHING` (no target without a key)
+ * - `Conflict.replace`: `… ON CONFLICT ("id") DO UPDATE SET "name" = EXCLUDED."name"` (every non-key column)
+ * - `Conflict.update({ target, set })`: `… ON CONFLICT (target) DO UPDATE SET c = EXCLUDED.c` for the `set` columns
+ *
+ * The whole batch is one JSON parameter (`pgForm: "json"`, the default): one short statement text
+ * whatever the batch size, the table's own column types convert the values, no 65,535-parameter
+ * limit, and measured as fast as `unnest` arrays (≈1.6–2× a multi-row `VALUES` list). `pgForm:
+ * "values"` gives the classic multi-row `VALUES ($1, $2), …` list instead.
+ *
+ * @since 0.1.0
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import type * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import type * as BatchExecutor from "./BatchExecutor.js"
+import type * as BatchFlow from "./BatchFlow.js"
+import * as BatchFlowConfig from "./BatchFlowConfig.js"
+import type { BatchFlowConfigError } from "./BatchFlowError.js"
+import * as executor from "./internal/sqlExecutor.js"
+import { classifyPg } from "./internal/sqlRules.js"
+import type * as Retry from "./Retry.js"
+import type * as Sql from "./Sql.js"
+
+/**
+ * Statement options for PostgreSQL.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StatementOptions {
+  /** Default `json`: see the module description. */
+  readonly pgForm?: Sql.PgForm | undefined
+  /** For `pgForm: "values"`: bind parameters per statement (default and maximum 65,535). */
+  readonly maxParams?: number | undefined
+  /** Estimated bytes per statement, default 64 MiB; bigger batches are split, in one transaction. */
+  readonly maxStatementBytes?: number | undefined
+}
+
+/**
+ * Flow options (`BatchFlowConfig`) and statement options.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends BatchFlowConfig.Options, StatementOptions {}
+
+/**
+ * A BatchFlow writing `Table`s to PostgreSQL. Needs a `SqlClient` whose dialect is pg (e.g.
+ * `PgClient.layer`); fails with `UnsupportedDialect` otherwise.
+ *
+ * @example
+ * ```ts
+ * import { PgClient } from "@effect/sql-pg"
+ * import { Layer, Redacted } from "effect"
+ * import * as Postgres from "effect-batchflow/Postgres"
+ *
+ * const FlowLive = Postgres.layer({ flushSize: 500, concurrency: 4 }).pipe(
+ *   Layer.provide(PgClient.layer({ url: Redacted.make("postgres://postgres@127.0.0.1:5432/test") }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: Options = {}
+): Layer.Layer<BatchFlow.BatchFlow, BatchFlowConfigError | Sql.UnsupportedDialect, SqlClient.SqlClient> =>
+  executor.layer(options, "pg")
+
+/**
+ * Like `layer`, with the flow options read from Effect `Config` (default: the `BATCHFLOW_*`
+ * environment variables).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  statement: StatementOptions = {},
+  config: Config.Config<BatchFlowConfig.Options> = BatchFlowConfig.config
+): Layer.Layer<
+  BatchFlow.BatchFlow,
+  BatchFlowConfigError | ConfigError.ConfigError | Sql.UnsupportedDialect,
+  SqlClient.SqlClient
+> => executor.layerConfig(statement, config, "pg")
+
+/**
+ * The executor alone, for composing with `BatchFlow.layer` yourself.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerExecutor = (
+  options: StatementOptions = {}
+): Layer.Layer<BatchExecutor.BatchExecutor, Sql.UnsupportedDialect, SqlClient.SqlClient> =>
+  executor.layerExecutor(options, "pg")
+
+/**
+ * The executor alone, as an effect (for calling `execute` yourself, e.g. in tests).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeExecutor = (
+  options: StatementOptions = {}
+): Effect.Effect<BatchExecutor.BatchExecutor, Sql.UnsupportedDialect, SqlClient.SqlClient> =>
+  executor.make(options, "pg")
+
+/**
+ * How a SQLSTATE is treated: e.g. `40P01` → retryable `deadlock`, `23502` → row-level `not_null`.
+ *
+ * @since 0.1.0
+ * @category classification
+ */
+export const classifySqlState: (sqlState: string) => Retry.Classification = classifyPg

@@ -1,0 +1,376 @@
+/**
+ * Statement building, pure: in-batch dedupe by the conflict key, encoding, per-dialect value
+ * conversion, splitting to respect the statement limits, and the SQL text. `Sql.preview` and the
+ * executor both call `plan`, so what a preview shows is what runs.
+ */
+import * as Either from "effect/Either"
+import type * as Table from "../Table.js"
+import { RowEncodeError } from "./sqlErrors.js"
+import { type Internals, internals } from "./sqlTable.js"
+import { jsonReplacer, needsReplacer, split, toDriver } from "./sqlValues.js"
+
+/** @internal */
+export type Dialect = "pg" | "mysql" | "sqlite"
+
+/**
+ * PostgreSQL statement forms: `json` sends the whole batch as one JSON parameter read with
+ * `json_populate_recordset(NULL::table, $1)` (the table's own column types convert the values; one
+ * short statement text whatever the batch size); `values` is the classic multi-row `VALUES` list.
+ *
+ * @internal
+ */
+export type PgForm = "json" | "values"
+
+/** @internal */
+export interface BuildOptions {
+  readonly pgForm: PgForm
+  /** Bind parameters per statement at most. */
+  readonly maxParams: number
+  /** Estimated statement size (SQL text plus values) at most, in bytes; a single bigger row still goes alone. */
+  readonly maxStatementBytes: number
+}
+
+/** @internal */
+export interface StatementOptions {
+  readonly pgForm?: PgForm | undefined
+  readonly maxParams?: number | undefined
+  readonly maxStatementBytes?: number | undefined
+}
+
+/** @internal */
+export const limits: Readonly<
+  Record<Dialect, { readonly maxParams: number; readonly maxStatementBytes: number }>
+> = {
+  pg: { maxParams: 65_535, maxStatementBytes: 64 * 1024 * 1024 },
+  mysql: { maxParams: 65_535, maxStatementBytes: 4 * 1024 * 1024 },
+  sqlite: { maxParams: 32_766, maxStatementBytes: Number.POSITIVE_INFINITY }
+}
+
+/** Resolves statement options against the dialect's limits (`maxParams` can only go down). @internal */
+export const buildOptions = (dialect: Dialect, options: StatementOptions = {}): BuildOptions => ({
+  pgForm: options.pgForm ?? "json",
+  maxParams: Math.min(options.maxParams ?? limits[dialect].maxParams, limits[dialect].maxParams),
+  maxStatementBytes: options.maxStatementBytes ?? limits[dialect].maxStatementBytes
+})
+
+/** @internal */
+export interface Statement {
+  readonly sql: string
+  readonly params: ReadonlyArray<unknown>
+  readonly rows: number
+}
+
+/** @internal */
+export interface DedupeStats {
+  /** Rows given. */
+  readonly rowsIn: number
+  /** Rows written after merging same-key rows. */
+  readonly rowsOut: number
+  /** Rows whose key has a NULL part: never merged. */
+  readonly nullKeys: number
+}
+
+/** @internal */
+export interface Plan {
+  readonly statements: ReadonlyArray<Statement>
+  readonly dedupe: DedupeStats
+}
+
+type Row = Record<string, unknown>
+
+// ---------------------------------------------------------------- dedupe
+
+/**
+ * Merges rows with the same conflict key, as if they were written one after the other: `ignore`
+ * keeps the first, `replace` the last (at the first one's place), `update` the first row with the
+ * `set` columns of the later ones. Keys with a NULL part never match anything.
+ *
+ * @internal
+ */
+export const dedupe = (
+  table: Table.Any,
+  keyOf: (row: unknown) => unknown,
+  rows: ReadonlyArray<unknown>
+): { readonly rows: ReadonlyArray<unknown>; readonly nullKeys: number } => {
+  const mode = table.conflict._tag
+  if (mode === "None" || table.key.length === 0) return { rows, nullKeys: 0 }
+  const out: Array<unknown> = []
+  let nullKeys = 0
+  if (mode === "Ignore") {
+    const seen = new Set<unknown>()
+    for (const row of rows) {
+      const key = keyOf(row)
+      if (key === undefined) {
+        nullKeys++
+        out.push(row)
+      } else if (!seen.has(key)) {
+        seen.add(key)
+        out.push(row)
+      }
+    }
+    return { rows: out.length === rows.length ? rows : out, nullKeys }
+  }
+  const at = new Map<unknown, number>()
+  for (const row of rows) {
+    const key = keyOf(row)
+    if (key === undefined) {
+      nullKeys++
+      out.push(row)
+      continue
+    }
+    const index = at.get(key)
+    if (index === undefined) {
+      at.set(key, out.length)
+      out.push(row)
+    } else if (mode === "Replace") {
+      out[index] = row
+    } else {
+      const merged: Row = { ...(out[index] as Row) }
+      for (const column of table.updateColumns) merged[column] = (row as Row)[column]
+      out[index] = merged
+    }
+  }
+  return { rows: out.length === rows.length ? rows : out, nullKeys }
+}
+
+// ---------------------------------------------------------------- templates
+
+interface Template {
+  readonly dialect: Dialect
+  readonly form: "json" | "values"
+  /** Everything before the row tuples (`values`), or the whole statement (`json`). */
+  readonly head: string
+  readonly tail: string
+  readonly columns: number
+  /** SQL text per row count, for the `values` form. */
+  readonly texts: Map<number, string>
+  fingerprint: string | undefined
+}
+
+const quote = (dialect: Dialect, name: string): string =>
+  dialect === "mysql" ? `\`${name.replaceAll("`", "``")}\`` : `"${name.replaceAll('"', '""')}"`
+
+const conflictTail = (dialect: Dialect, table: Table.Any, q: (s: string) => string): string => {
+  const c = table.conflict
+  const key = table.key.map(q).join(", ")
+  const sets = (excluded: (col: string) => string) =>
+    table.updateColumns.map((col) => `${q(col)} = ${excluded(q(col))}`).join(", ")
+  switch (dialect) {
+    case "pg":
+      if (c._tag === "Ignore")
+        return key === "" ? " ON CONFLICT DO NOTHING" : ` ON CONFLICT (${key}) DO NOTHING`
+      if (c._tag === "None") return ""
+      if (table.updateColumns.length === 0) return ` ON CONFLICT (${key}) DO NOTHING`
+      return ` ON CONFLICT (${key}) DO UPDATE SET ${sets((col) => `EXCLUDED.${col}`)}`
+    case "mysql":
+      return c._tag === "Update" ? ` ON DUPLICATE KEY UPDATE ${sets((col) => `VALUES(${col})`)}` : ""
+    case "sqlite":
+      return c._tag === "Update"
+        ? ` ON CONFLICT (${key}) DO UPDATE SET ${sets((col) => `excluded.${col}`)}`
+        : ""
+  }
+}
+
+const insertVerb = (dialect: Dialect, table: Table.Any): string => {
+  const mode = table.conflict._tag
+  if (dialect === "mysql") {
+    return mode === "Ignore" ? "INSERT IGNORE INTO" : mode === "Replace" ? "REPLACE INTO" : "INSERT INTO"
+  }
+  if (dialect === "sqlite") {
+    return mode === "Ignore"
+      ? "INSERT OR IGNORE INTO"
+      : mode === "Replace"
+        ? "INSERT OR REPLACE INTO"
+        : "INSERT INTO"
+  }
+  return "INSERT INTO"
+}
+
+const template = (dialect: Dialect, table: Table.Any, own: Internals, pgForm: PgForm): Template => {
+  const form = dialect === "pg" ? pgForm : "values"
+  const id = `${dialect}:${form}`
+  const cached = own.templates.get(id) as Template | undefined
+  if (cached !== undefined) return cached
+  const q = (name: string) => quote(dialect, name)
+  const name = table.path.map(q).join(".")
+  const columns = table.columns.map(q).join(", ")
+  const into = `${insertVerb(dialect, table)} ${name} (${columns})`
+  const tail = conflictTail(dialect, table, q)
+  const head =
+    form === "json"
+      ? `${into} SELECT ${columns} FROM json_populate_recordset(NULL::${name}, $1::json)${tail}`
+      : `${into} VALUES `
+  const made: Template = {
+    dialect,
+    form,
+    head,
+    tail,
+    columns: table.columns.length,
+    texts: new Map(),
+    fingerprint: undefined
+  }
+  own.templates.set(id, made)
+  return made
+}
+
+const valuesText = (t: Template, rows: number): string => {
+  const cached = t.texts.get(rows)
+  if (cached !== undefined) return cached
+  let sql = t.head
+  if (t.dialect === "pg") {
+    let n = 1
+    for (let r = 0; r < rows; r++) {
+      sql += r === 0 ? "(" : ", ("
+      for (let c = 0; c < t.columns; c++) sql += c === 0 ? `$${n++}` : `, $${n++}`
+      sql += ")"
+    }
+  } else {
+    let tuple = "("
+    for (let c = 0; c < t.columns; c++) tuple += c === 0 ? "?" : ", ?"
+    tuple += ")"
+    sql += tuple
+    for (let r = 1; r < rows; r++) sql += `, ${tuple}`
+  }
+  sql += t.tail
+  // Batch sizes are few in practice (flushSize, and what dedupe or a split leaves); keep the cache small.
+  if (t.texts.size >= 64) t.texts.clear()
+  t.texts.set(rows, sql)
+  return sql
+}
+
+/** The statement text for one row: the shape behind the fingerprint. @internal */
+export const shapeText = (dialect: Dialect, table: Table.Any, pgForm: PgForm): string => {
+  const t = template(dialect, table, internals(table), pgForm)
+  return t.form === "json" ? t.head : valuesText(t, 1)
+}
+
+/**
+ * The fingerprint of a table's statement: FNV-1a 64 of the dialect and the one-row statement text.
+ * Cached with the template.
+ *
+ * @internal
+ */
+export const fingerprintOf = (dialect: Dialect, table: Table.Any, pgForm: PgForm): string => {
+  const t = template(dialect, table, internals(table), pgForm)
+  t.fingerprint ??= fnv1a64(`${dialect}|${shapeText(dialect, table, pgForm)}`)
+  return t.fingerprint
+}
+
+// ---------------------------------------------------------------- plan
+
+/**
+ * Dedupe, encode, convert and split one batch of rows into statements.
+ * Throws `RowEncodeError` when a row cannot be encoded with the table's schema.
+ *
+ * @internal
+ */
+export const plan = (
+  dialect: Dialect,
+  table: Table.Any,
+  input: ReadonlyArray<unknown>,
+  options: BuildOptions
+): Plan => {
+  const own = internals(table)
+  if (input.length === 0) return { statements: [], dedupe: { rowsIn: 0, rowsOut: 0, nullKeys: 0 } }
+  const deduped = dedupe(table, own.keyOf, input)
+  let rows = deduped.rows
+  if (own.encode !== undefined) {
+    const encoded: Array<unknown> = new Array(rows.length)
+    for (let i = 0; i < rows.length; i++) {
+      const result = own.encode(rows[i])
+      if (Either.isLeft(result)) throw new RowEncodeError({ table: table.name, detail: result.left })
+      encoded[i] = result.right
+    }
+    rows = encoded
+  }
+  const t = template(dialect, table, own, options.pgForm)
+  const columns = table.columns
+  const maxBytes = options.maxStatementBytes
+  const fixedBytes = t.head.length + t.tail.length
+  const statements: Array<Statement> = []
+  if (t.form === "json") {
+    // The JSON text is the statement's payload: measure it instead of estimating row by row.
+    const whole = jsonText(own, rows)
+    if (rows.length === 1 || fixedBytes + whole.length * 3 <= maxBytes) {
+      statements.push({ sql: t.head, params: [whole], rows: rows.length })
+    } else {
+      let start = 0
+      for (const end of split(rows, columns, Number.MAX_SAFE_INTEGER, maxBytes, fixedBytes)) {
+        const chunk = rows.slice(start, end)
+        statements.push({ sql: t.head, params: [jsonText(own, chunk)], rows: chunk.length })
+        start = end
+      }
+    }
+  } else {
+    const maxRows = Math.max(1, Math.floor(options.maxParams / t.columns))
+    const ends = Number.isFinite(maxBytes)
+      ? split(rows, columns, maxRows, maxBytes, fixedBytes)
+      : Array.from({ length: Math.ceil(rows.length / maxRows) }, (_, i) =>
+          Math.min((i + 1) * maxRows, rows.length)
+        )
+    let start = 0
+    for (const end of ends) {
+      const chunk = start === 0 && end === rows.length ? rows : rows.slice(start, end)
+      statements.push(valuesStatement(t, own, columns, chunk))
+      start = end
+    }
+  }
+  return {
+    statements,
+    dedupe: { rowsIn: input.length, rowsOut: rows.length, nullKeys: deduped.nullKeys }
+  }
+}
+
+const jsonText = (own: Internals, rows: ReadonlyArray<unknown>): string =>
+  needsReplacer(own.kinds) ? JSON.stringify(rows, jsonReplacer) : JSON.stringify(rows)
+
+const valuesStatement = (
+  t: Template,
+  own: Internals,
+  columns: ReadonlyArray<string>,
+  rows: ReadonlyArray<unknown>
+): Statement => {
+  const n = columns.length
+  const params: Array<unknown> = new Array(rows.length * n)
+  let p = 0
+  if (own.allPlain) {
+    for (let r = 0; r < rows.length; r++) {
+      const row = rows[r] as Row
+      for (let c = 0; c < n; c++) {
+        const value = row[columns[c]!]
+        params[p++] = value === undefined ? null : value
+      }
+    }
+  } else {
+    const dialect = t.dialect
+    const kinds = own.kinds
+    for (let r = 0; r < rows.length; r++) {
+      const row = rows[r] as Row
+      for (let c = 0; c < n; c++) {
+        const value = row[columns[c]!]
+        params[p++] = kinds[c] === "plain" ? (value === undefined ? null : value) : toDriver(dialect, value)
+      }
+    }
+  }
+  return { sql: valuesText(t, rows.length), params, rows: rows.length }
+}
+
+// ---------------------------------------------------------------- fingerprint
+
+const FNV_OFFSET = 0xcbf29ce484222325n
+const FNV_PRIME = 0x100000001b3n
+const MASK = 0xffffffffffffffffn
+
+/**
+ * FNV-1a 64-bit of the whitespace-normalised text, as 16 hex digits (the seed's algorithm).
+ *
+ * @internal
+ */
+export const fnv1a64 = (text: string): string => {
+  let hash = FNV_OFFSET
+  for (const byte of Buffer.from(text.trim().split(/\s+/).join(" "), "utf8")) {
+    hash ^= BigInt(byte)
+    hash = (hash * FNV_PRIME) & MASK
+  }
+  return hash.toString(16).padStart(16, "0")
+}

@@ -1,0 +1,178 @@
+/**
+ * The SQL executor: one for every dialect, which it asks the `SqlClient` for. Per batch: plan
+ * (dedupe, encode, split: see sqlBuild.ts), count the dedupe, run the statements (several ones in one
+ * transaction). Errors are classified by `sqlRule`.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import type * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as BatchExecutor from "../BatchExecutor.js"
+import * as BatchFlow from "../BatchFlow.js"
+import type * as BatchFlowConfig from "../BatchFlowConfig.js"
+import type { BatchFlowConfigError } from "../BatchFlowError.js"
+import { dedupeRowsIn, dedupeRowsOut } from "../Sql.js"
+import * as Table from "../Table.js"
+import {
+  buildOptions,
+  type Dialect,
+  fingerprintOf,
+  type Plan,
+  plan,
+  type Statement,
+  type StatementOptions
+} from "./sqlBuild.js"
+import {
+  describeSqlError,
+  NotATable,
+  RowEncodeError,
+  type SqlWriteError,
+  UnsupportedDialect
+} from "./sqlErrors.js"
+import { sqlRule } from "./sqlRules.js"
+
+/** @internal */
+export const dialectOf = (sql: SqlClient.SqlClient): Dialect | string =>
+  sql.onDialect({
+    pg: () => "pg" as const,
+    mysql: () => "mysql" as const,
+    sqlite: () => "sqlite" as const,
+    mssql: () => "mssql",
+    clickhouse: () => "clickhouse"
+  })
+
+const isDialect = (d: string): d is Dialect => d === "pg" || d === "mysql" || d === "sqlite"
+
+/**
+ * MySQL statements go through mysql2's `query()` (client-side formatting): measured faster than
+ * server-prepared `execute()`, and it does not leave a prepared statement per distinct batch size on
+ * the server. mysql2 escapes quotes with backslashes, which is only safe while the server does not run
+ * with `NO_BACKSLASH_ESCAPES`; under that mode we fall back to server-prepared statements.
+ */
+const mysqlRunner = (sql: SqlClient.SqlClient) => {
+  let prepared: boolean | undefined
+  const detect = Effect.map(
+    sql.unsafe<{ readonly g: string | null; readonly s: string | null }>(
+      "SELECT @@GLOBAL.sql_mode AS g, @@SESSION.sql_mode AS s"
+    ),
+    (rows) => {
+      const modes = `${rows[0]?.g ?? ""},${rows[0]?.s ?? ""}`
+      prepared = modes.includes("NO_BACKSLASH_ESCAPES")
+      return prepared
+    }
+  )
+  return (statement: Statement): Effect.Effect<unknown, SqlError> => {
+    if (prepared === false) return sql.unsafe(statement.sql, statement.params).unprepared
+    if (prepared === true) return sql.unsafe(statement.sql, statement.params).raw
+    return Effect.flatMap(detect, (usePrepared) =>
+      usePrepared
+        ? sql.unsafe(statement.sql, statement.params).raw
+        : sql.unsafe(statement.sql, statement.params).unprepared
+    )
+  }
+}
+
+/**
+ * Builds the executor for the client in context. `expected` restricts the dialect (for the
+ * per-database layers).
+ *
+ * @internal
+ */
+export const make = (
+  options: StatementOptions = {},
+  expected?: Dialect
+): Effect.Effect<BatchExecutor.BatchExecutor, UnsupportedDialect, SqlClient.SqlClient> =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const dialect = dialectOf(sql)
+    if (!isDialect(dialect) || (expected !== undefined && dialect !== expected)) {
+      return yield* new UnsupportedDialect({ dialect, expected: expected ?? "pg, mysql or sqlite" })
+    }
+    const opts = buildOptions(dialect, options)
+    const run: (statement: Statement) => Effect.Effect<unknown, SqlError> =
+      dialect === "mysql" ? mysqlRunner(sql) : (statement) => sql.unsafe(statement.sql, statement.params).raw
+    const counters = new Map<string, readonly [typeof dedupeRowsIn, typeof dedupeRowsOut]>()
+    const countersOf = (table: string) => {
+      let found = counters.get(table)
+      if (found === undefined) {
+        found = [
+          Metric.tagged(dedupeRowsIn, "target", table),
+          Metric.tagged(dedupeRowsOut, "target", table)
+        ] as const
+        counters.set(table, found)
+      }
+      return found
+    }
+    const execute = (
+      target: Parameters<BatchExecutor.BatchExecutor["execute"]>[0],
+      rows: ReadonlyArray<unknown>
+    ) =>
+      Effect.suspend((): Effect.Effect<void, SqlWriteError | NotATable | RowEncodeError> => {
+        if (!Table.isTable(target)) return Effect.fail(new NotATable({ target: target.name }))
+        let planned: Plan
+        try {
+          planned = plan(dialect, target, rows, opts)
+        } catch (error) {
+          if (error instanceof RowEncodeError) return Effect.fail(error)
+          throw error
+        }
+        const [inCounter, outCounter] = countersOf(target.name)
+        const statements = planned.statements
+        const write = Effect.mapError(
+          statements.length === 1
+            ? Effect.asVoid(run(statements[0]!))
+            : sql.withTransaction(Effect.forEach(statements, run, { discard: true })),
+          (error) =>
+            describeSqlError(
+              error,
+              target.name,
+              planned.dedupe.rowsOut,
+              fingerprintOf(dialect, target, opts.pgForm)
+            )
+        )
+        // Counted once the batch is committed, so retries and failures do not inflate the counts.
+        return Effect.zipLeft(
+          write,
+          Effect.zipRight(
+            Metric.incrementBy(inCounter, planned.dedupe.rowsIn),
+            Metric.incrementBy(outCounter, planned.dedupe.rowsOut)
+          )
+        )
+      })
+    return BatchExecutor.make(execute, { rules: [sqlRule] })
+  })
+
+/** @internal */
+export const layerExecutor = (
+  options: StatementOptions,
+  expected: Dialect
+): Layer.Layer<BatchExecutor.BatchExecutor, UnsupportedDialect, SqlClient.SqlClient> =>
+  Layer.effect(BatchExecutor.BatchExecutor, make(options, expected))
+
+/** Flow options and statement options in one record, as the dialect layers take them. @internal */
+export interface LayerOptions extends BatchFlowConfig.Options, StatementOptions {}
+
+/** @internal */
+export const layer = (
+  options: LayerOptions,
+  expected: Dialect
+): Layer.Layer<BatchFlow.BatchFlow, BatchFlowConfigError | UnsupportedDialect, SqlClient.SqlClient> => {
+  const { maxParams, maxStatementBytes, pgForm, ...flow } = options
+  return BatchFlow.layer(flow).pipe(
+    Layer.provide(layerExecutor({ maxParams, maxStatementBytes, pgForm }, expected))
+  )
+}
+
+/** @internal */
+export const layerConfig = (
+  statement: StatementOptions,
+  config: Config.Config<BatchFlowConfig.Options>,
+  expected: Dialect
+): Layer.Layer<
+  BatchFlow.BatchFlow,
+  BatchFlowConfigError | ConfigError.ConfigError | UnsupportedDialect,
+  SqlClient.SqlClient
+> => BatchFlow.layerConfig(config).pipe(Layer.provide(layerExecutor(statement, expected)))
