@@ -57,7 +57,9 @@ export interface BatchExecutor {
   /**
    * Writes `rows` (one flush's rows of one target, in submission order, never empty). Succeeds with
    * `void` when all are committed, or with a `Partial` naming the rows that were not. A failure fails
-   * the whole call; the engine classifies the error and retries or reports the rows.
+   * the whole call; the engine classifies the error and retries or reports the rows. A retry passes
+   * the same `rows` array again, so an executor may keep per-call state keyed on it (e.g. to resume
+   * rather than resend after a timeout).
    */
   readonly execute: (
     target: Target.Any,

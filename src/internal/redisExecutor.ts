@@ -1,0 +1,362 @@
+/**
+ * The Redis executor: writes one target's batch as one pipeline (or one MULTI/EXEC) and reads every
+ * command's own reply.
+ *
+ * Pipelines: a command Redis refused with a retryable error (LOADING, BUSY, READONLY…) or that was
+ * never sent was not applied, so it is sent again, whatever the command. A command whose answer was
+ * lost (connection cut, timeout) may have been applied: it is sent again only if it is idempotent,
+ * otherwise reported with reason `unknown_outcome`. Commands that succeeded are never re-sent, except
+ * an idempotent command re-sent after an earlier command of the same key, to keep their order.
+ *
+ * Transactions: MULTI/EXEC is sent with a marker key (`SET marker 1 EX ttl`) inside. When the answer
+ * is lost, the marker tells whether EXEC ran (all applied) or not (nothing applied: retry whole).
+ *
+ * The state of a call is kept per rows array, so when the engine calls again with the same rows (a
+ * retry after its per-attempt timeout), what was applied is not sent again.
+ */
+import { randomUUID } from "node:crypto"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as BatchExecutor from "../BatchExecutor.js"
+import type { RetryOptions } from "../BatchFlowConfig.js"
+import { ExecutorError } from "../BatchFlowError.js"
+import type * as Retry from "../Retry.js"
+import type * as Target from "../Target.js"
+import type { Connection, Reply } from "./redisClient.js"
+import {
+  classifyError,
+  classifyReply,
+  fateOf,
+  RedisCommandError,
+  rule,
+  unknownOutcome
+} from "./redisErrors.js"
+import { type Op, plan } from "./redisPlan.js"
+import { isRedisTarget, type RedisTarget } from "./redisTargets.js"
+
+/** @internal */
+export interface Options {
+  readonly transaction: boolean
+  readonly fusion: boolean
+  readonly retry: RetryOptions
+  readonly markerPrefix: string
+  readonly markerTtlSeconds: number
+}
+
+/**
+ * Counters of one Redis executor since it was made.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stats {
+  /** Rows the executor was called with (each engine call counted once). */
+  readonly rowsIn: number
+  /** Rows left after in-batch coalescing. `rowsIn - rowsOut` rows were coalesced away. */
+  readonly rowsOut: number
+  /** Rows written through fused commands (MSET, multi-key DEL, ZADD of one key). */
+  readonly fusedRows: number
+  /** Commands planned (after coalescing and fusion). */
+  readonly commands: number
+  /** Commands sent, re-sends included. */
+  readonly sent: number
+  /** Commands sent again after a retryable error or a lost answer. */
+  readonly resent: number
+  /** MULTI/EXEC blocks sent. */
+  readonly transactions: number
+  /** Rows reported as not written. */
+  readonly failedRows: number
+  /** Of those, rows whose commands may have been applied (answer lost, not idempotent). */
+  readonly unknownRows: number
+}
+
+interface CallState {
+  readonly target: RedisTarget<unknown>
+  readonly rowCount: number
+  readonly ops: ReadonlyArray<Op>
+  readonly transaction: boolean
+  rounds: number
+  inflight: Promise<void> | undefined
+  txUnknown: boolean
+  marker: string
+}
+
+const notSent: Retry.Classification = { retryable: true, reason: "connection" }
+
+/** @internal */
+export const make = (connection: Connection, options: Options) => {
+  const stats = {
+    rowsIn: 0,
+    rowsOut: 0,
+    fusedRows: 0,
+    commands: 0,
+    sent: 0,
+    resent: 0,
+    transactions: 0,
+    failedRows: 0,
+    unknownRows: 0
+  }
+  const calls = new WeakMap<ReadonlyArray<unknown>, CallState>()
+  const { maxAttempts, backoffBase, maxBackoff, jitter } = options.retry
+
+  const delay = (round: number): Duration.Duration => {
+    const factor = 1 - jitter + Math.random() * 2 * jitter
+    const ms = Duration.toMillis(backoffBase) * 2 ** (round - 1) * factor
+    return Duration.millis(Math.min(ms, Duration.toMillis(maxBackoff)))
+  }
+
+  const begin = (target: RedisTarget<unknown>, rows: ReadonlyArray<unknown>): CallState => {
+    const p = plan(target, rows, options.fusion)
+    stats.rowsIn += p.rowsIn
+    stats.rowsOut += p.rowsOut
+    stats.fusedRows += p.fusedRows
+    stats.commands += p.ops.length
+    return {
+      target,
+      rowCount: rows.length,
+      ops: p.ops,
+      transaction: target.transaction ?? options.transaction,
+      rounds: 0,
+      inflight: undefined,
+      txUnknown: false,
+      marker: ""
+    }
+  }
+
+  const record = (s: Op, [error]: Reply): void => {
+    if (error === null || error === undefined) {
+      s.status = "applied"
+      s.maybeApplied = true
+      s.appliedOnce = true
+      s.unknown = false
+      return
+    }
+    s.error = error
+    const fate = fateOf(error)
+    if (fate === "unknown") {
+      s.maybeApplied = true
+      s.unknown = true
+      s.classification = s.idempotent ? (classifyError(error) ?? notSent) : unknownOutcome
+      s.status = s.idempotent ? "pending" : "failed"
+      return
+    }
+    s.unknown = false
+    s.classification = fate === "rejected" ? classifyReply(messageOf(error)) : notSent
+    s.status = s.classification.retryable ? "pending" : "failed"
+  }
+
+  /**
+   * Re-sending a command after a later command of the same key may have been applied would reorder
+   * them. So per key, the later maybe-applied commands are re-sent too (they are idempotent), and a
+   * pending command followed by a maybe-applied non-idempotent one is not retried.
+   */
+  const protectOrder = (state: CallState): void => {
+    const groups = new Map<string, Array<Op>>()
+    for (const s of state.ops) {
+      const g = groups.get(s.key)
+      if (g === undefined) groups.set(s.key, [s])
+      else g.push(s)
+    }
+    for (const g of groups.values()) {
+      if (g.length < 2) continue
+      let last = -1
+      for (let q = 0; q < g.length; q++) {
+        const s = g[q]!
+        if (s.maybeApplied && s.status !== "pending" && !s.idempotent) last = q
+      }
+      let resending = false
+      for (let q = 0; q < g.length; q++) {
+        const s = g[q]!
+        if (s.status === "pending") {
+          if (q < last) s.status = "failed"
+          else resending = true
+        } else if (resending && s.maybeApplied) {
+          s.status = "pending"
+        }
+      }
+    }
+  }
+
+  const pause = (state: CallState): Effect.Effect<void> =>
+    state.rounds === 0
+      ? Effect.void
+      : Effect.zipRight(
+          Effect.sleep(delay(state.rounds)),
+          Effect.promise(() => connection.awaitReady(connection.reconnectWaitMillis))
+        )
+
+  /** Runs a send; its outcome is recorded even if the calling fiber is interrupted meanwhile. */
+  const launch = (state: CallState, send: () => Promise<void>): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      state.rounds++
+      const p = send().then(() => {
+        if (state.inflight === p) state.inflight = undefined
+      })
+      state.inflight = p
+      return Effect.promise(() => p)
+    })
+
+  const awaitInflight = (state: CallState): Effect.Effect<void> =>
+    Effect.suspend(() => (state.inflight === undefined ? Effect.void : Effect.promise(() => state.inflight!)))
+
+  const runPipeline = (state: CallState): Effect.Effect<void> =>
+    Effect.gen(function* () {
+      while (true) {
+        yield* awaitInflight(state)
+        let pending = state.ops.filter((s) => s.status === "pending")
+        if (pending.length === 0) return
+        if (state.rounds > 0) {
+          protectOrder(state)
+          pending = state.ops.filter((s) => s.status === "pending")
+          if (pending.length === 0) return
+        }
+        if (state.rounds >= maxAttempts) {
+          for (const s of pending) s.status = "failed"
+          return
+        }
+        yield* pause(state)
+        const batch = pending
+        yield* launch(state, () => {
+          stats.sent += batch.length
+          if (state.rounds > 1) stats.resent += batch.length
+          for (const s of batch) s.sends++
+          return connection.pipeline(batch).then((replies) => {
+            for (let i = 0; i < batch.length; i++) record(batch[i]!, replies[i]!)
+          })
+        })
+      }
+    })
+
+  const settleAll = (state: CallState, status: Op["status"], c?: Retry.Classification, error?: unknown) => {
+    for (const s of state.ops) {
+      s.status = status
+      if (c !== undefined) s.classification = c
+      if (error !== undefined) s.error = error
+    }
+  }
+
+  const sendTransaction = (state: CallState): Promise<void> => {
+    state.marker = `${options.markerPrefix}${randomUUID()}`
+    stats.transactions++
+    stats.sent += state.ops.length
+    if (state.rounds > 1) stats.resent += state.ops.length
+    for (const s of state.ops) s.sends++
+    return connection.transaction(state.ops, state.marker, options.markerTtlSeconds).then((reply) => {
+      if (reply._tag === "exec") {
+        // EXEC ran: every command was applied or failed on its own; no retry can undo that.
+        reply.replies.forEach((r, i) => {
+          const s = state.ops[i]!
+          record(s, r)
+          if (s.status === "pending") s.status = "failed"
+        })
+        return
+      }
+      const error = reply.error
+      const fate = fateOf(error)
+      if (fate === "unknown") {
+        state.txUnknown = true
+        settleAll(state, "pending", state.ops.every((s) => s.idempotent) ? notSent : unknownOutcome, error)
+        return
+      }
+      const queued = (error as { previousErrors?: ReadonlyArray<unknown> }).previousErrors ?? [error]
+      const classes = fate === "not_sent" ? [notSent] : queued.map((e) => classifyReply(messageOf(e)))
+      const final = classes.find((c) => !c.retryable)
+      settleAll(state, final === undefined ? "pending" : "failed", final ?? classes[0]!, queued[0] ?? error)
+    })
+  }
+
+  /** Whether the lost transaction ran: `true`, `false`, or `undefined` when the probe failed. */
+  const probe = (state: CallState): Promise<boolean | undefined> =>
+    connection
+      .pipeline([{ name: "EXISTS", args: [state.marker] }])
+      .then(([reply]) => (reply![0] === null || reply![0] === undefined ? reply![1] === 1 : undefined))
+
+  const runTransaction = (state: CallState): Effect.Effect<void> =>
+    Effect.gen(function* () {
+      while (true) {
+        yield* awaitInflight(state)
+        if (!state.ops.some((s) => s.status === "pending")) return
+        if (state.rounds >= maxAttempts) {
+          for (const s of state.ops) {
+            if (s.status !== "pending") continue
+            s.status = "failed"
+            if (state.txUnknown) s.unknown = true
+          }
+          return
+        }
+        yield* pause(state)
+        yield* launch(state, async () => {
+          if (state.txUnknown) {
+            const ran = await probe(state)
+            if (ran === undefined) return
+            state.txUnknown = false
+            if (ran) return settleAll(state, "applied")
+          }
+          return sendTransaction(state)
+        })
+      }
+    })
+
+  /** The rows of failed commands, each with its command's error; `void` when all were written. */
+  const finish = (state: CallState): undefined | BatchExecutor.Partial => {
+    let failed: Array<BatchExecutor.RowError> | undefined
+    const seen = new Uint8Array(state.rowCount)
+    for (const s of state.ops) {
+      if (s.status !== "failed") continue
+      const classification = s.classification ?? notSent
+      const error = new RedisCommandError({
+        target: state.target.name,
+        command: s.name,
+        reason: classification.reason,
+        retryable: classification.retryable,
+        // Applied once, then re-sent to keep same-key order and that failed: its effect may remain.
+        outcome: s.unknown || s.appliedOnce ? "unknown" : "not_applied",
+        sends: s.sends,
+        cause: s.error ?? new Error(classification.reason)
+      })
+      failed ??= []
+      for (const index of typeof s.rows === "number" ? [s.rows] : s.rows) {
+        if (seen[index] === 1) continue
+        seen[index] = 1
+        failed.push({ index, error })
+        stats.failedRows++
+        if (s.unknown || s.appliedOnce) stats.unknownRows++
+      }
+    }
+    if (failed === undefined) return undefined
+    failed.sort((a, b) => a.index - b.index)
+    return BatchExecutor.partial(failed)
+  }
+
+  const execute = (
+    target: Target.Any,
+    rows: ReadonlyArray<unknown>
+  ): Effect.Effect<undefined | BatchExecutor.Partial, ExecutorError> =>
+    Effect.suspend((): Effect.Effect<undefined | BatchExecutor.Partial, ExecutorError> => {
+      if (!isRedisTarget(target)) {
+        return Effect.fail(
+          new ExecutorError({
+            message: `Target "${target.name}" is not a Redis target: define it with Redis.set, Redis.hset, Redis.command or another Redis target constructor.`,
+            retryable: false,
+            reason: "invalid_target"
+          })
+        )
+      }
+      let state = calls.get(rows)
+      if (state === undefined) {
+        state = begin(target, rows)
+        calls.set(rows, state)
+      }
+      const s = state
+      return Effect.as(s.transaction ? runTransaction(s) : runPipeline(s), s).pipe(Effect.map(finish))
+    })
+
+  return {
+    execute,
+    rules: [rule] as ReadonlyArray<Retry.Rule>,
+    stats: Effect.sync((): Stats => ({ ...stats }))
+  }
+}
+
+const messageOf = (error: unknown): string =>
+  error instanceof Error ? error.message : typeof error === "string" ? error : String(error)
