@@ -12,7 +12,9 @@ const Events = Target.make("events", {
 })
 
 // The sink: called with one target's rows of one flush, in submission order.
-const Sink = BatchExecutor.layer((target, rows) => Effect.log(`writing ${rows.length} rows to ${target.name}`))
+const Sink = BatchExecutor.layer((target, rows) =>
+  Effect.log(`writing ${rows.length} rows to ${target.name}`)
+)
 
 const program = Effect.gen(function* () {
   const flow = yield* BatchFlow.BatchFlow

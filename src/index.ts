@@ -13,6 +13,8 @@ export * as BatchFlowConfig from "./BatchFlowConfig.js"
 /** @since 0.1.0 */
 export * as BatchFlowError from "./BatchFlowError.js"
 /** @since 0.1.0 */
+export * as BatchFlowMetrics from "./BatchFlowMetrics.js"
+/** @since 0.1.0 */
 export * as Coalesce from "./Coalesce.js"
 /** @since 0.1.0 */
 export * as Conflict from "./Conflict.js"

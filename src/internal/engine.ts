@@ -633,11 +633,11 @@ export class Engine {
         () => new AttemptTimeout({ target: target.name, timeoutMillis })
       )
     }
-    const untraced = once
+    const attemptOnce = once
     // One span per attempt, a child of the flush span.
     const traced = Effect.suspend(() =>
       Effect.withSpan(
-        Effect.onExit(untraced, (exit) => Effect.annotateCurrentSpan(this.attemptOutcome(exit))),
+        Effect.onExit(attemptOnce, (exit) => Effect.annotateCurrentSpan(this.attemptOutcome(exit))),
         "BatchFlow.execute",
         {
           attributes: {

@@ -4,6 +4,8 @@
  * watches the engine implement this; the default does nothing.
  */
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 
 /** What made a worker take a batch. */
 export type FlushTrigger = "size" | "interval" | "manual" | "close" | "backpressure"
@@ -19,6 +21,69 @@ export interface BatchTaken {
   readonly buffered: number
   /** How long the batch's first row waited in the buffer, approximately (ms). */
   readonly waitedMillis: number
+  /** Time spent taking the rows off the buffer and grouping them by target (ms, fractional). */
+  readonly assembleMillis: number
+}
+
+/** @internal */
+export interface BatchFinished {
+  readonly trigger: FlushTrigger
+  readonly rows: number
+  readonly groups: number
+  /** From taking the batch to the end of its last group, retries and backoff included (ms). */
+  readonly durationMillis: number
+  /** Whether any rows of the batch were reported as failed. */
+  readonly failed: boolean
+}
+
+/**
+ * One executor call ended (all its attempts): once per group, or per part when rows are isolated.
+ *
+ * @internal
+ */
+export interface Executed {
+  readonly target: string
+  /** Rows given to the executor. */
+  readonly rows: number
+  readonly attempts: number
+  /** From the first attempt to the end of the last, backoff included (ms). */
+  readonly durationMillis: number
+  /** `partial`: the executor returned a `Partial` (some rows not written). */
+  readonly status: "success" | "partial" | "fail"
+}
+
+/** @internal */
+export interface Started {
+  readonly concurrency: number
+  readonly flushSize: number
+  readonly bufferSize: number
+}
+
+/**
+ * What a backend generated for one attempt of one executor call (the seed's operation preview):
+ * rows in, rows out after dedupe/coalescing, bind arguments or command arguments.
+ *
+ * @internal
+ */
+export interface OperationReport {
+  readonly target: string
+  /** e.g. `sql`, `redis`, or a custom executor's name. */
+  readonly backend: string
+  /** e.g. `insert`, `upsert`, `hset`. */
+  readonly operation: string
+  readonly inputRows: number
+  readonly outputRows: number
+  readonly args: number
+  /** For backends that dedupe: the strategy (`ignore`, `replace`, `update`, `keepLast`…) and the counts. */
+  readonly dedupe?:
+    | {
+        readonly strategy: string
+        /** Rows dropped as duplicates of another row of the batch. */
+        readonly deduplicated: number
+        /** Rows merged into another row of the batch. */
+        readonly merged: number
+      }
+    | undefined
 }
 
 /** @internal */
@@ -43,10 +108,18 @@ export interface Observer {
   /** A failed attempt; `final` when it is not retried. */
   readonly attemptFailed: (target: string, reason: string, final: boolean) => void
   readonly groupFinished: (group: GroupFinished) => void
+  /** An executor call ended, after its last attempt (not called for groups that never ran). */
+  readonly executed: (call: Executed) => void
   /** A failure dropped because the failures buffer was full. */
   readonly failureDropped: () => void
   /** Buffer depth and groups in flight after a change of either (called per batch). */
   readonly depth: (buffered: number, inFlight: number) => void
+  /** Once, when the engine starts. */
+  readonly started: (info: Started) => void
+  /** A batch taken by `batchTaken` is finished: every group committed or reported. */
+  readonly batchFinished: (batch: BatchFinished) => void
+  /** A backend's report of what it generated for one attempt (see `reportOperation`). */
+  readonly operation: (report: OperationReport) => void
 }
 
 /** @internal */
@@ -56,8 +129,12 @@ export const noop: Observer = {
   batchTaken: () => {},
   attemptFailed: () => {},
   groupFinished: () => {},
+  executed: () => {},
   failureDropped: () => {},
-  depth: () => {}
+  depth: () => {},
+  started: () => {},
+  batchFinished: () => {},
+  operation: () => {}
 }
 
 /** @internal */
@@ -65,3 +142,25 @@ export class EngineObserver extends Context.Tag("effect-batchflow/internal/Engin
   EngineObserver,
   Observer
 >() {}
+
+/**
+ * A backend reports what it generated for one attempt. Per executor call, never per row; does
+ * nothing unless an observer (e.g. `BatchFlowMetrics.layer`) was provided to the flow.
+ *
+ * @internal
+ */
+export const reportOperation = (report: OperationReport): Effect.Effect<void> =>
+  Effect.map(Effect.serviceOption(EngineObserver), (observer) => {
+    if (observer._tag === "Some") observer.value.operation(report)
+  })
+
+/**
+ * Executor calls (one group, retries and backoff included) that take at least this long are logged
+ * as a warning. `Duration.infinity` turns the warning off.
+ *
+ * @internal
+ */
+export class SlowBatchThreshold extends Context.Reference<SlowBatchThreshold>()(
+  "effect-batchflow/SlowBatchThreshold",
+  { defaultValue: (): Duration.Duration => Duration.seconds(5) }
+) {}

@@ -1,0 +1,181 @@
+/**
+ * The `bench` command's body: loads the chosen backend, runs the warm-up and the measured runs
+ * (BatchFlow and, with `--baseline`, the raw driver, interleaved), prints the summary, writes the
+ * reports, and answers the exit code: 0 when every run's integrity check passed and no row failed,
+ * 1 otherwise.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import { formatCount, formatRate } from "./format.js"
+import { BackendError, type Harness, type MakeHarness, messageOf, type Tamper } from "./harness.js"
+import * as Metrics from "./metrics.js"
+import type { ProgressOptions } from "./progress.js"
+import * as Report from "./report.js"
+import { type RunContext, type RunError, type RunResult, runBaseline, runFlow } from "./runner.js"
+import type { BackendName, BenchSpec } from "./workload.js"
+
+/**
+ * Where the command writes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Io {
+  /** Results: one line at a time. */
+  readonly out: (line: string) => void
+  /** Errors and warnings. */
+  readonly err: (line: string) => void
+  readonly progress: ProgressOptions
+  readonly version: string
+}
+
+/**
+ * The test hook: `BATCHFLOW_BENCH_TAMPER=delete:N` deletes N rows (`corrupt:N` changes N rows)
+ * after each measured BatchFlow run and before its integrity check.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const TAMPER_VARIABLE = "BATCHFLOW_BENCH_TAMPER"
+
+/**
+ * Parses the test hook's value.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const parseTamper = (value: string | undefined): Tamper | undefined | "invalid" => {
+  if (value === undefined || value === "") return undefined
+  const match = /^(delete|corrupt):(\d+)$/.exec(value)
+  if (match === null || Number(match[2]) < 1) return "invalid"
+  return { kind: match[1] as Tamper["kind"], rows: Number(match[2]) }
+}
+
+const loaders: Record<BackendName, () => Promise<{ readonly make: MakeHarness }>> = {
+  sqlite: () => import("./sqliteBackend.js"),
+  pg: () => import("./pgBackend.js"),
+  mysql: () => import("./mysqlBackend.js"),
+  redis: () => import("./redisBackend.js"),
+  noop: () => import("./noopBackend.js")
+}
+
+const drivers: Record<BackendName, string> = {
+  sqlite: "@effect/sql @effect/sql-sqlite-node better-sqlite3",
+  pg: "@effect/sql @effect/sql-pg pg",
+  mysql: "@effect/sql @effect/sql-mysql2 mysql2",
+  redis: "ioredis",
+  noop: ""
+}
+
+const loadHarness = (spec: BenchSpec): Effect.Effect<Harness, BackendError, Scope.Scope> =>
+  Effect.tryPromise({
+    try: () => loaders[spec.backend](),
+    catch: (cause) =>
+      new BackendError({
+        message: `cannot load the ${spec.backend} backend (${messageOf(cause)}); it needs: npm install ${drivers[spec.backend]}`,
+        cause
+      })
+  }).pipe(Effect.flatMap((module) => module.make(spec)))
+
+const runLine = (label: string, r: RunResult): string => {
+  const parts = [
+    `${label.padEnd(12)} ${r.variant.padEnd(22)} ${formatCount(r.rows)} rows in ${(r.millis / 1000).toFixed(2)} s = ${formatRate(r.rowsPerSecond)}`,
+    `peak RSS ${r.peakRssMiB.toFixed(0)} MiB`
+  ]
+  if (r.kind === "flow") parts.push(`retries ${r.retries}`, `failed ${r.failedRows}`)
+  parts.push(r.integrity.ok ? "integrity OK" : `integrity FAILED: ${r.integrity.problems.join("; ")}`)
+  return parts.join(" · ")
+}
+
+const describeError = (error: BackendError | RunError): string =>
+  error._tag === "BackendError" ? error.message : `the ${error.variant} run failed: ${messageOf(error.cause)}`
+
+/**
+ * Runs the bench and answers the exit code.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const run = (spec: BenchSpec, io: Io, tamper: Tamper | undefined): Effect.Effect<number> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const startedAt = new Date()
+      let harness = yield* loadHarness(spec)
+      if (spec.metricsPort !== undefined) {
+        const address = yield* Metrics.serve(spec.metricsPort)
+        harness = { ...harness, flowLayer: Metrics.observe(harness.flowLayer, spec.backend) }
+        io.err(`Prometheus metrics at ${address} while the bench runs`)
+      }
+      io.out(`effect-batchflow bench: ${spec.backend === "noop" ? "W0" : "W1"} on ${harness.description}`)
+      if (tamper !== undefined) {
+        io.err(
+          `warning: ${TAMPER_VARIABLE} is set: ${tamper.kind === "delete" ? "deleting" : "corrupting"} ${tamper.rows} rows after each BatchFlow run (test hook)`
+        )
+      }
+      const ctx: RunContext = { spec, harness, progress: io.progress, tamper }
+      const baselines = spec.baseline ? harness.baselines : []
+      const results: Array<RunResult> = []
+      const record = (label: string) => (r: RunResult) =>
+        Effect.sync(() => {
+          results.push(r)
+          io.out(runLine(label, r))
+        })
+      if (spec.warmup > 0) {
+        yield* runFlow(ctx, 0, spec.warmup, "warm-up BatchFlow").pipe(Effect.flatMap(record("warm-up")))
+        for (const b of baselines) {
+          yield* runBaseline(ctx, b, 0, spec.warmup, `warm-up ${b.name}`).pipe(
+            Effect.flatMap(record("warm-up"))
+          )
+        }
+      }
+      for (let r = 1; r <= spec.runs; r++) {
+        const label = `run ${r}/${spec.runs}`
+        const steps: Array<Effect.Effect<RunResult, RunError>> = [
+          runFlow(ctx, r, spec.rows, `${label} BatchFlow`),
+          ...baselines.map((b) => runBaseline(ctx, b, r, spec.rows, `${label} ${b.name}`))
+        ]
+        // Alternate the order so that no variant always runs first.
+        if (r % 2 === 0) steps.reverse()
+        for (const step of steps) yield* step.pipe(Effect.flatMap(record(label)))
+      }
+      if (!spec.keep) {
+        yield* harness.cleanup.pipe(
+          Effect.catchAll((cause) =>
+            Effect.sync(() => io.err(`warning: cleanup failed: ${messageOf(cause)}`))
+          )
+        )
+      }
+      const descriptions: Record<string, string> = {}
+      descriptions.BatchFlow = harness.flowDescription
+      for (const b of harness.baselines) descriptions[b.name] = b.description
+      const report = Report.build({
+        spec,
+        version: io.version,
+        startedAt,
+        target: harness.description,
+        notes: harness.notes,
+        descriptions,
+        results
+      })
+      io.out(Report.renderText(report))
+      if (spec.reports.length > 0) {
+        yield* Effect.try({
+          try: () => Report.write(report, spec.reports),
+          catch: (cause) =>
+            new BackendError({ message: `cannot write the report: ${messageOf(cause)}`, cause })
+        })
+        io.out(`report written to ${spec.reports.join(", ")}`)
+      }
+      if (!report.ok) io.err("effect-batchflow bench: FAILED (see integrity above)")
+      return report.ok ? 0 : 1
+    })
+  ).pipe(
+    Effect.catchAll((error) =>
+      Effect.sync(() => {
+        io.err(`effect-batchflow bench: ${describeError(error)}`)
+        return 1
+      })
+    )
+  )

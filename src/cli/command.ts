@@ -1,0 +1,337 @@
+/**
+ * The command line: `effect-batchflow bench [flags]`, built with @effect/cli. Flags are parsed by
+ * @effect/cli (types, choices, unknown flags), then checked together here (ranges, combinations,
+ * the flow configuration) before anything connects; a bad flag prints what is wrong and exits 2.
+ *
+ * @since 0.1.0
+ */
+import { existsSync, statSync } from "node:fs"
+import { dirname, resolve } from "node:path"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as BatchFlowConfig from "../BatchFlowConfig.js"
+import * as Bench from "./bench.js"
+import {
+  type BackendName,
+  type BenchSpec,
+  backendNames,
+  conflictNames,
+  defaults,
+  defaultUrls,
+  flowOptions,
+  parseDuration,
+  urlVariables
+} from "./workload.js"
+
+/** Integers are parsed by `toSpec`, so that a bad value is reported with the flag's name. */
+const integer = (name: string) => Options.text(name).pipe(Options.withPseudoName("integer"))
+
+const flags = {
+  backend: Options.text("backend").pipe(
+    Options.withPseudoName(backendNames.join(" | ")),
+    Options.withDefault("sqlite"),
+    Options.withDescription(
+      "Where to write: sqlite (default: an embedded file in a temporary folder, no server), pg, mysql (MySQL/MariaDB), redis, or noop (W0: the engine alone, no database)."
+    )
+  ),
+  rows: integer("rows").pipe(
+    Options.optional,
+    Options.withDescription(
+      `Rows per measured run (default ${defaults.rowsW1.toLocaleString("en")}; ${defaults.rowsW0.toLocaleString("en")} with --backend noop).`
+    )
+  ),
+  producers: integer("producers").pipe(
+    Options.withDefault(String(defaults.producers)),
+    Options.withDescription(
+      `Producer fibers, each submitting its share of the rows one submit at a time. Default ${defaults.producers}.`
+    )
+  ),
+  flushSize: integer("flush-size").pipe(
+    Options.withDefault(String(defaults.flushSize)),
+    Options.withDescription(
+      `Rows per batch (flushSize); the baseline uses the same batch size. Default ${defaults.flushSize}.`
+    )
+  ),
+  flushInterval: Options.text("flush-interval").pipe(
+    Options.withDefault("50ms"),
+    Options.withDescription(
+      "Longest wait of a partial batch (flushInterval): 50ms, 100 millis, 1s … Default 50ms."
+    )
+  ),
+  concurrency: integer("concurrency").pipe(
+    Options.withDefault(String(defaults.concurrency)),
+    Options.withDescription(
+      `Executor calls at once (and connections in the pool); the baseline keeps as many batches in flight. Default ${defaults.concurrency}.`
+    )
+  ),
+  buffer: integer("buffer").pipe(
+    Options.withDefault(String(defaults.bufferSize)),
+    Options.withDescription(
+      `Rows buffered before submit waits (bufferSize); at least --flush-size. Default ${defaults.bufferSize.toLocaleString("en")}.`
+    )
+  ),
+  conflict: Options.text("conflict").pipe(
+    Options.withPseudoName(conflictNames.join(" | ")),
+    Options.optional,
+    Options.withDescription(
+      "SQL backends: what a key collision does (none, ignore, replace, update). Default ignore (ON CONFLICT DO NOTHING / INSERT IGNORE / INSERT OR IGNORE)."
+    )
+  ),
+  url: Options.text("url").pipe(
+    Options.optional,
+    Options.withDescription(
+      `Connection URL. Defaults: pg ${urlVariables.pg} or ${defaultUrls.pg}; mysql ${urlVariables.mysql} or ${defaultUrls.mysql}; redis ${urlVariables.redis} or ${defaultUrls.redis}. For sqlite, a file path instead of the temporary file.`
+    )
+  ),
+  runs: integer("runs").pipe(
+    Options.withDefault(String(defaults.runs)),
+    Options.withDescription(
+      "Measured runs per variant; with --baseline they are interleaved and ratios paired by run. Default 1."
+    )
+  ),
+  warmup: integer("warmup").pipe(
+    Options.optional,
+    Options.withDescription(
+      "Rows of an unmeasured warm-up run of each variant (default: a tenth of --rows, at most 20,000; 0 for none)."
+    )
+  ),
+  baseline: Options.boolean("baseline").pipe(
+    Options.withDescription(
+      "Also run the raw driver on the same rows (same batch size, same number in flight) in the same process, and print BatchFlow's ratio to it."
+    )
+  ),
+  report: Options.text("report").pipe(
+    Options.repeated,
+    Options.withDescription(
+      "Write the figures to a file: out.json (JSON) or out.md (Markdown). May be repeated."
+    )
+  ),
+  sampleEvery: integer("sample-every").pipe(
+    Options.withDefault(String(defaults.sampleEvery)),
+    Options.withDescription(
+      `Write every n-th row with \`write\` and record its submit→commit latency (0: no latency sample). Default ${defaults.sampleEvery}.`
+    )
+  ),
+  submitAll: Options.boolean("submit-all").pipe(
+    Options.withDescription(
+      "Producers call submitAll with arrays of --flush-size rows instead of one submit per row."
+    )
+  ),
+  table: Options.text("table").pipe(
+    Options.withDefault(defaults.table),
+    Options.withDescription(
+      `The bench's own table (SQL; dropped and recreated before every run; default ${defaults.table}), or key prefix (Redis; default keys ${defaults.redisPrefix}:<id>).`
+    )
+  ),
+  keep: Options.boolean("keep").pipe(
+    Options.withDescription("Keep the table, keys or SQLite file after the bench (default: removed).")
+  ),
+  metricsPort: integer("metrics-port").pipe(
+    Options.optional,
+    Options.withDescription(
+      "Serve Prometheus metrics on http://127.0.0.1:<port>/metrics while the bench runs (needs the optional OpenTelemetry packages)."
+    )
+  )
+}
+
+/**
+ * The parsed flags, before the checks.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Flags {
+  readonly backend: string
+  readonly rows: Option.Option<string>
+  readonly producers: string
+  readonly flushSize: string
+  readonly flushInterval: string
+  readonly concurrency: string
+  readonly buffer: string
+  readonly conflict: Option.Option<string>
+  readonly url: Option.Option<string>
+  readonly runs: string
+  readonly warmup: Option.Option<string>
+  readonly baseline: boolean
+  readonly report: ReadonlyArray<string>
+  readonly sampleEvery: string
+  readonly submitAll: boolean
+  readonly table: string
+  readonly keep: boolean
+  readonly metricsPort: Option.Option<string>
+}
+
+const configFlag: Record<string, string> = {
+  bufferSize: "--buffer",
+  flushSize: "--flush-size",
+  flushInterval: "--flush-interval",
+  concurrency: "--concurrency"
+}
+
+/**
+ * Checks the flags together and resolves the spec, or lists every problem (one line each).
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const toSpec = (flags: Flags): Effect.Effect<BenchSpec, ReadonlyArray<string>> =>
+  Effect.gen(function* () {
+    const problems: Array<string> = []
+    const int = (flag: string, text: string, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+      const value = /^\s*\d+\s*$/.test(text) ? Number(text) : Number.NaN
+      if (!(Number.isSafeInteger(value) && value >= min && value <= max)) {
+        problems.push(
+          `${flag} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max}`} (got ${JSON.stringify(text)})`
+        )
+        return min
+      }
+      return value
+    }
+    const backend = backendNames.find((b) => b === flags.backend.trim().toLowerCase())
+    if (backend === undefined) {
+      problems.push(
+        `--backend must be one of ${backendNames.join(", ")} (got ${JSON.stringify(flags.backend)})`
+      )
+    }
+    const noop = backend === "noop"
+    const conflictText = Option.getOrUndefined(flags.conflict)
+    const conflict =
+      conflictText === undefined
+        ? defaults.conflict
+        : conflictNames.find((c) => c === conflictText.trim().toLowerCase())
+    if (conflict === undefined) {
+      problems.push(
+        `--conflict must be one of ${conflictNames.join(", ")} (got ${JSON.stringify(conflictText)})`
+      )
+    }
+    const rows = Option.match(flags.rows, {
+      onNone: () => (noop ? defaults.rowsW0 : defaults.rowsW1),
+      onSome: (text) => int("--rows", text, 1)
+    })
+    const producers = int("--producers", flags.producers, 1)
+    const flushSize = int("--flush-size", flags.flushSize, 1)
+    const concurrency = int("--concurrency", flags.concurrency, 1)
+    const bufferSize = int("--buffer", flags.buffer, 1)
+    const runs = int("--runs", flags.runs, 1)
+    const sampleEvery = int("--sample-every", flags.sampleEvery, 0)
+    const warmup = Option.match(flags.warmup, {
+      onNone: () => Math.min(20_000, Math.ceil(rows / 10)),
+      onSome: (text) => int("--warmup", text, 0)
+    })
+    const metricsPort = Option.match(flags.metricsPort, {
+      onNone: () => undefined,
+      onSome: (text) => int("--metrics-port", text, 0, 65_535)
+    })
+    if (producers > rows) problems.push(`--producers (${producers}) must not exceed --rows (${rows})`)
+    const flushInterval = parseDuration(flags.flushInterval)
+    if (flushInterval === undefined || Duration.toMillis(flushInterval) <= 0) {
+      problems.push(
+        `--flush-interval must be a duration > 0 such as 50ms, 100 millis or 1s (got ${JSON.stringify(flags.flushInterval)})`
+      )
+    }
+    if (conflictText !== undefined && (backend === "redis" || backend === "noop")) {
+      problems.push(`--conflict applies to the SQL backends (sqlite, pg, mysql), not to ${backend}`)
+    }
+    const url = Option.getOrUndefined(flags.url)
+    if (url !== undefined) {
+      const schemes: Partial<Record<BackendName, ReadonlyArray<string>>> = {
+        pg: ["postgres:", "postgresql:"],
+        mysql: ["mysql:"],
+        redis: ["redis:", "rediss:"]
+      }
+      const allowed = backend === undefined ? [] : schemes[backend]
+      if (noop) problems.push("--url does not apply to --backend noop")
+      else if (backend === undefined) {
+        // reported above
+      } else if (allowed !== undefined) {
+        let protocol = ""
+        try {
+          protocol = new URL(url).protocol
+        } catch {
+          protocol = ""
+        }
+        if (!allowed.includes(protocol)) {
+          problems.push(
+            `--url for ${backend} must start with ${allowed.map((s) => `${s}//`).join(" or ")} (got ${JSON.stringify(url)})`
+          )
+        }
+      } else if (url === "" || (existsSync(url) && statSync(url).isDirectory())) {
+        problems.push(`--url for sqlite must be a file path (got ${JSON.stringify(url)})`)
+      }
+    }
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(flags.table)) {
+      problems.push(
+        `--table must be a plain identifier: a letter or _, then letters, digits or _ (got ${JSON.stringify(flags.table)})`
+      )
+    }
+    for (const path of flags.report) {
+      const lower = path.toLowerCase()
+      if (!lower.endsWith(".json") && !lower.endsWith(".md")) {
+        problems.push(`--report must name a .json or .md file (got ${JSON.stringify(path)})`)
+      } else if (!existsSync(dirname(resolve(path)))) {
+        problems.push(`--report ${path}: the folder ${dirname(resolve(path))} does not exist`)
+      }
+    }
+    const spec: BenchSpec = {
+      backend: backend ?? "sqlite",
+      rows,
+      producers,
+      flushSize,
+      flushInterval: flushInterval ?? Duration.millis(50),
+      concurrency,
+      bufferSize,
+      conflict: conflict ?? defaults.conflict,
+      url,
+      runs,
+      warmup: Math.min(warmup, rows),
+      baseline: flags.baseline,
+      reports: flags.report,
+      sampleEvery,
+      submitAll: flags.submitAll,
+      table: flags.table,
+      keep: flags.keep,
+      metricsPort
+    }
+    if (problems.length === 0) {
+      // The engine's own checks (e.g. buffer ≥ flushSize), named by flag.
+      const checked = yield* Effect.either(BatchFlowConfig.make(flowOptions(spec)))
+      if (checked._tag === "Left") {
+        const e = checked.left
+        problems.push(`${configFlag[e.field] ?? e.field} must be ${e.expected} (got ${e.value})`)
+      }
+    }
+    if (problems.length > 0) return yield* Effect.fail(problems)
+    return spec
+  })
+
+/**
+ * The `bench` command. `onExit` receives the exit code: 0 (all runs intact), 1 (a run failed its
+ * integrity check, a row failed, or the backend could not be reached) or 2 (bad flags).
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const bench = (io: Bench.Io, onExit: (code: number) => void) =>
+  Command.make("bench", flags, (parsed) =>
+    Effect.gen(function* () {
+      const checked = yield* Effect.either(toSpec(parsed))
+      if (checked._tag === "Left") {
+        io.err(`effect-batchflow bench: invalid flags:\n${checked.left.map((p) => `  ${p}`).join("\n")}`)
+        io.err("Run `effect-batchflow bench --help` for every flag and its default.")
+        return onExit(2)
+      }
+      const tamper = Bench.parseTamper(process.env[Bench.TAMPER_VARIABLE])
+      if (tamper === "invalid") {
+        io.err(`effect-batchflow bench: ${Bench.TAMPER_VARIABLE} must be delete:<rows> or corrupt:<rows>`)
+        return onExit(2)
+      }
+      onExit(yield* Bench.run(checked.right, io, tamper))
+    })
+  ).pipe(
+    Command.withDescription(
+      "Runs the W1 workload (one table, per-row submit from several producers) on a backend and reports rows/s, submit→commit latency, peak RSS, retries, failures and an integrity check; with --baseline, the raw driver on the same rows and the ratio. --backend noop runs W0 (the engine alone)."
+    )
+  )
