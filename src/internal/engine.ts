@@ -112,6 +112,8 @@ export class Engine {
   /** When the current partial batch started filling: the flush interval is counted from here. */
   private batchStart: number | undefined = undefined
   private readonly ordering: boolean
+  /** When a submit last yielded to the event loop (performance.now()). */
+  private lastTurn = performance.now()
   private readonly intervalMillis: number
   /** The span each `write` caller was in (if any), for the links of the flush span that takes its row. */
   private readonly writerSpans = new WeakMap<Ack, Tracer.AnySpan>()
@@ -220,9 +222,15 @@ export class Engine {
     this.accepted++
     const size = this.rows.length - this.head
     if (this.wake !== undefined && size >= this.wakeAt) this.signalWake()
-    // Once per full batch, let the consumer run: rows that wait in the buffer live longer, and
-    // rows that survive young-generation collections are what makes GC expensive.
-    return size % this.config.flushSize === 0 ? Effect.yieldNow() : Effect.void
+    if (size % this.config.flushSize !== 0) return Effect.void
+    // Once per full batch, let the workers run: rows that wait in the buffer live longer, and rows
+    // that survive young-generation collections are what makes GC expensive. At most every 50 ms,
+    // yield to the event loop itself: with a synchronous sink nothing else would let timers (the
+    // flush interval, timeouts, signal handlers) run while producers keep submitting.
+    const now = performance.now()
+    if (now - this.lastTurn < 50) return Effect.yieldNow()
+    this.lastTurn = now
+    return eventLoopTurn
   }
 
   /**
@@ -900,6 +908,10 @@ export class Engine {
     droppedFailures: this.droppedFailures
   }))
 }
+
+const eventLoopTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
+  setImmediate(() => resume(Effect.void))
+})
 
 const slicePart = (part: Part, start: number, end: number): Part => ({
   rows: part.rows.slice(start, end),
