@@ -60,6 +60,11 @@ export interface BatchFlowConfig {
   readonly closeTimeout: Duration.Duration
   /** Failures kept for the `failures` stream until read; further ones are dropped and counted. Default 1,024; ≥ 1. */
   readonly failureBufferSize: number
+  /**
+   * An executor call (retries and backoff included) that takes at least this long is logged as a
+   * warning. Default 5 s; > 0, or infinity to turn the warning off.
+   */
+  readonly slowBatchThreshold: Duration.Duration
 }
 
 /**
@@ -84,6 +89,7 @@ export interface Options {
   readonly timeout?: Duration.DurationInput | undefined
   readonly closeTimeout?: Duration.DurationInput | undefined
   readonly failureBufferSize?: number | undefined
+  readonly slowBatchThreshold?: Duration.DurationInput | undefined
 }
 
 /**
@@ -103,7 +109,8 @@ export const defaults: BatchFlowConfig = {
   },
   timeout: Duration.seconds(30),
   closeTimeout: Duration.seconds(30),
-  failureBufferSize: 1024
+  failureBufferSize: 1024,
+  slowBatchThreshold: Duration.seconds(5)
 }
 
 const invalid = (field: string, value: unknown, expected: string) =>
@@ -178,7 +185,13 @@ export const make = (options: Options = {}): Effect.Effect<BatchFlowConfig, Batc
       options.failureBufferSize ?? defaults.failureBufferSize,
       1
     )
+    const slowBatchThreshold = yield* duration(
+      "slowBatchThreshold",
+      options.slowBatchThreshold ?? defaults.slowBatchThreshold,
+      true
+    )
     return {
+      slowBatchThreshold,
       bufferSize,
       flushSize,
       flushInterval,
@@ -200,7 +213,7 @@ const optional = <A>(config: Config.Config<A>, description: string) =>
  * `BATCHFLOW_BUFFER_SIZE`, `BATCHFLOW_FLUSH_SIZE`, `BATCHFLOW_FLUSH_INTERVAL` (e.g. `100 millis`),
  * `BATCHFLOW_CONCURRENCY`, `BATCHFLOW_RETRY_MAX_ATTEMPTS`, `BATCHFLOW_RETRY_BACKOFF_BASE`,
  * `BATCHFLOW_RETRY_MAX_BACKOFF`, `BATCHFLOW_RETRY_JITTER`, `BATCHFLOW_TIMEOUT`,
- * `BATCHFLOW_CLOSE_TIMEOUT`, `BATCHFLOW_FAILURE_BUFFER_SIZE`. Unset variables keep their defaults;
+ * `BATCHFLOW_CLOSE_TIMEOUT`, `BATCHFLOW_FAILURE_BUFFER_SIZE`, `BATCHFLOW_SLOW_BATCH_THRESHOLD`. Unset variables keep their defaults;
  * the values are validated by `make` like any other options.
  *
  * @since 0.1.0
@@ -220,7 +233,11 @@ export const config: Config.Config<Options> = Config.nested(
     }),
     timeout: optional(Config.duration("TIMEOUT"), "per-attempt timeout"),
     closeTimeout: optional(Config.duration("CLOSE_TIMEOUT"), "how long close waits"),
-    failureBufferSize: optional(Config.integer("FAILURE_BUFFER_SIZE"), "failures kept until read")
+    failureBufferSize: optional(Config.integer("FAILURE_BUFFER_SIZE"), "failures kept until read"),
+    slowBatchThreshold: optional(
+      Config.duration("SLOW_BATCH_THRESHOLD"),
+      "executor calls slower than this are logged"
+    )
   }),
   "BATCHFLOW"
 )

@@ -1,7 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, HashMap, Layer, Logger, LogLevel, Schema } from "effect"
+import { Effect, HashMap, Logger, LogLevel, Schema } from "effect"
 import { BatchExecutor, Target } from "effect-batchflow"
-import { SlowBatchThreshold } from "effect-batchflow/internal/observer"
 import { startObservedFlow } from "./metrics-helpers.js"
 
 const User = Schema.Struct({ id: Schema.Number, email: Schema.String, password: Schema.String })
@@ -30,8 +29,6 @@ const capturing = <A, E>(body: (logs: Array<Captured>) => Effect.Effect<A, E>) =
   return body(logs).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
 }
 
-const threshold = (d: Duration.DurationInput) => Layer.succeed(SlowBatchThreshold, Duration.decode(d))
-
 describe("logs", () => {
   it.effect(
     "a batch slower than slowBatchThreshold logs one warning with target, rows, attempts and duration",
@@ -42,10 +39,9 @@ describe("logs", () => {
             target === Slow ? Effect.sleep("150 millis") : Effect.void
           )
           const { flow, closeScope } = yield* startObservedFlow(
-            { flushSize: 100, flushInterval: "1 hour" },
+            { flushSize: 100, flushInterval: "1 hour", slowBatchThreshold: "100 millis" },
             executor,
-            undefined,
-            threshold("100 millis")
+            undefined
           )
           yield* flow.submitAll(Slow, [user(1), user(2), user(3)])
           yield* flow.submitAll(Users, [user(4), user(5)])
@@ -90,10 +86,9 @@ describe("logs", () => {
       Effect.gen(function* () {
         const executor = BatchExecutor.make(() => Effect.fail(new Error("connection reset by peer")))
         const { flow, closeScope } = yield* startObservedFlow(
-          { flushSize: 100, flushInterval: "1 hour" },
+          { flushSize: 100, flushInterval: "1 hour", slowBatchThreshold: "1 millis" },
           executor,
-          undefined,
-          threshold("1 millis")
+          undefined
         )
         yield* flow.submitAll(Users, [user(1), user(2)])
         yield* closeScope()

@@ -27,13 +27,7 @@ import type { BatchFlowConfig } from "../BatchFlowConfig.js"
 import { AttemptTimeout, BatchFailure, BatchFlowClosed, InvalidRow } from "../BatchFlowError.js"
 import * as Retry from "../Retry.js"
 import type * as Target from "../Target.js"
-import {
-  EngineObserver,
-  type FlushTrigger,
-  noop as noopObserver,
-  type Observer,
-  SlowBatchThreshold
-} from "./observer.js"
+import { EngineObserver, type FlushTrigger, noop as noopObserver, type Observer } from "./observer.js"
 import { timeoutFail } from "./timeout.js"
 
 type Ack = Deferred.Deferred<void, BatchFailure>
@@ -984,7 +978,7 @@ export const make = (
     const done = yield* Deferred.make<void>()
     const observer = Option.getOrElse(yield* Effect.serviceOption(EngineObserver), () => noopObserver)
     const clock = yield* Effect.clock
-    const slowBatchThreshold = yield* SlowBatchThreshold
+    const slowBatchThreshold = config.slowBatchThreshold
     const engine = new Engine(
       config,
       executor,

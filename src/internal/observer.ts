@@ -4,7 +4,6 @@
  * watches the engine implement this; the default does nothing.
  */
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 
 /** What made a worker take a batch. */
@@ -153,14 +152,3 @@ export const reportOperation = (report: OperationReport): Effect.Effect<void> =>
   Effect.map(Effect.serviceOption(EngineObserver), (observer) => {
     if (observer._tag === "Some") observer.value.operation(report)
   })
-
-/**
- * Executor calls (one group, retries and backoff included) that take at least this long are logged
- * as a warning. `Duration.infinity` turns the warning off.
- *
- * @internal
- */
-export class SlowBatchThreshold extends Context.Reference<SlowBatchThreshold>()(
-  "effect-batchflow/SlowBatchThreshold",
-  { defaultValue: (): Duration.Duration => Duration.seconds(5) }
-) {}
