@@ -14,8 +14,10 @@ import * as BatchExecutor from "../BatchExecutor.js"
 import * as BatchFlow from "../BatchFlow.js"
 import type * as BatchFlowConfig from "../BatchFlowConfig.js"
 import type { BatchFlowConfigError } from "../BatchFlowError.js"
+import * as Conflict from "../Conflict.js"
 import { dedupeRowsIn, dedupeRowsOut } from "../Sql.js"
 import * as Table from "../Table.js"
+import { reportOperation } from "./observer.js"
 import {
   buildOptions,
   type Dialect,
@@ -133,9 +135,24 @@ export const make = (
               fingerprintOf(dialect, target, opts.pgForm)
             )
         )
+        const gone = planned.dedupe.rowsIn - planned.dedupe.rowsOut
+        const ignore = target.conflict._tag === "Ignore"
+        const report = reportOperation({
+          target: target.name,
+          backend: "sql",
+          operation: target.conflict._tag === "None" ? "insert" : "upsert",
+          inputRows: planned.dedupe.rowsIn,
+          outputRows: planned.dedupe.rowsOut,
+          args: statements.reduce((n, statement) => n + statement.params.length, 0),
+          dedupe: {
+            strategy: Conflict.mode(target.conflict),
+            deduplicated: ignore ? gone : 0,
+            merged: ignore ? 0 : gone
+          }
+        })
         // Counted once the batch is committed, so retries and failures do not inflate the counts.
         return Effect.zipLeft(
-          write,
+          Effect.zipRight(report, write),
           Effect.zipRight(
             Metric.incrementBy(inCounter, planned.dedupe.rowsIn),
             Metric.incrementBy(outCounter, planned.dedupe.rowsOut)
