@@ -6,7 +6,7 @@
  *   npx tsx examples/prometheus.ts
  *   curl -s http://127.0.0.1:9464/metrics | grep '^batchflow_'
  *
- * Point a Prometheus at it and import dashboards/batchflow.json into Grafana.
+ * Point a Prometheus at it and import examples/grafana-dashboard.json into Grafana.
  */
 import { Effect, Layer, Random, Schedule, Schema } from "effect"
 import { BatchExecutor, BatchFlow, BatchFlowError, Target } from "effect-batchflow"

@@ -27,7 +27,7 @@ describe("metrics documentation and dashboard", () => {
   })
 
   it("every metric the Grafana dashboard queries exists in BatchFlowMetrics", () => {
-    const dashboard = read("../dashboards/batchflow.json")
+    const dashboard = read("../examples/grafana-dashboard.json")
     JSON.parse(dashboard)
     const queried = [...dashboard.matchAll(/\bbatchflow_[a-z_]+/g)].map(([series]) => metricOf(series))
     expect(queried.length).toBeGreaterThan(0)
