@@ -110,7 +110,9 @@ const runAndScrape = Effect.gen(function* () {
 
 /** The metric names a Grafana dashboard's queries (and variable queries) use. */
 const dashboardMetrics = (): Set<string> => {
-  const dashboard = JSON.parse(readFileSync(new URL("../examples/grafana-dashboard.json", import.meta.url), "utf8"))
+  const dashboard = JSON.parse(
+    readFileSync(new URL("../examples/grafana-dashboard.json", import.meta.url), "utf8")
+  )
   const exprs: Array<string> = []
   const visit = (
     panels: ReadonlyArray<{ targets?: Array<{ expr?: string }>; panels?: ReadonlyArray<never> }>
