@@ -6,37 +6,10 @@
  *
  *   npx tsx bench/w0.ts [--rows 1000000] [--runs 3] [--json out.json]
  */
-import { Effect, Layer, Schema } from "effect"
-import { BatchExecutor, BatchFlow, Target } from "effect-batchflow"
+import { Effect, Layer } from "effect"
+import { BatchExecutor, BatchFlow } from "effect-batchflow"
 import { type BenchRow, parseArgs, report, type Sample, time } from "./util.js"
-
-const Events = Target.make("bench_events", {
-  schema: Schema.Struct({
-    id: Schema.Number,
-    user_id: Schema.Number,
-    name: Schema.String,
-    amount: Schema.Number,
-    created_at: Schema.String
-  }),
-  key: ["id"]
-})
-
-const makeRow = (id: number): BenchRow => ({
-  id,
-  user_id: id % 1000,
-  name: `user-${id}`,
-  amount: id * 0.5,
-  created_at: "2024-01-01T00:00:00Z"
-})
-
-const PRODUCERS = 4
-const config = {
-  bufferSize: 10_000,
-  flushSize: 500,
-  flushInterval: "50 millis",
-  concurrency: 4,
-  retry: { maxAttempts: 3, backoffBase: "20 millis", maxBackoff: "500 millis" }
-} as const
+import { config, Events, makeRow, PRODUCERS } from "./w0-workload.js"
 
 const runFlow = (rows: number, mode: "submit" | "submitAll"): Promise<number> => {
   const memory = BatchExecutor.memory({ keepRows: false })
