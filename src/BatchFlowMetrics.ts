@@ -329,7 +329,8 @@ export const targetFailures = counter(
 
 /**
  * Rows per generated operation, by `backend`, `operation` and `kind` (`input`: rows given,
- * `output`: rows after dedupe/coalescing). One pair of samples per attempt, from `reportOperation`.
+ * `output`: rows after dedupe/coalescing). One pair of samples per attempt, from `reportOperation`;
+ * a third, `kind=commands` (commands generated), when the report counts them (Redis does).
  *
  * @since 0.1.0
  * @category metrics
@@ -337,7 +338,7 @@ export const targetFailures = counter(
 export const operationGeneratedItems = histogram(
   "batchflow_operation_generated_items",
   sizeBoundaries,
-  "Rows per generated operation by backend, operation and kind (input, output); per attempt."
+  "Rows (kind input, output) or commands (kind commands) per generated operation, by backend and operation; per attempt."
 )
 
 /**
@@ -471,10 +472,10 @@ export const layer = (options: Options = {}): Layer.Layer<observer.EngineObserve
 export interface OperationReport extends observer.OperationReport {}
 
 /**
- * For executors: report what was generated for one attempt (rows in and out, arguments, dedupe).
- * Feeds `batchflow_operation_generated_*` and, for backend `sql`, `batchflow_sql_generated_*` and
- * `batchflow_sql_deduplicated_rows_total`. Does nothing when the flow has no metrics layer. Call it
- * once per attempt, from inside `execute`.
+ * For executors: report what was generated for one attempt (rows in and out, arguments, commands,
+ * dedupe). Feeds `batchflow_operation_generated_*` and, for backend `sql`,
+ * `batchflow_sql_generated_*` and `batchflow_sql_deduplicated_rows_total`. Does nothing when the flow
+ * has no metrics layer. Call it once per attempt, from inside `execute`.
  *
  * @since 0.1.0
  * @category backends

@@ -168,3 +168,17 @@ export const sampleValue = (
   }
   return found[0]!.value
 }
+
+/** GET `url` (a /metrics endpoint): the status and the body. */
+export const scrape = (url: string): Effect.Effect<{ readonly status: number; readonly text: string }> =>
+  Effect.promise(async () => {
+    const response = await fetch(url)
+    return { status: response.status, text: await response.text() }
+  })
+
+/** The sum of the samples named `name` whose labels include `labels` (0 when none). */
+export const sumValues = (
+  samples: ReadonlyArray<Sample>,
+  name: string,
+  labels: Readonly<Record<string, string>>
+): number => select(samples, name, labels).reduce((n, s) => n + s.value, 0)

@@ -140,6 +140,12 @@ export const make = (m: Metrics, options: LabelOptions): Observer => {
         report.args,
         optionalTarget(report.target, "backend", backend, "operation", operation)
       )
+      if (report.commands !== undefined) {
+        m.operationGeneratedItems.unsafeUpdate(
+          report.commands,
+          optionalTarget(report.target, "backend", backend, "operation", operation, "kind", "commands")
+        )
+      }
       if (backend !== "sql") return
       m.sqlGeneratedRows.unsafeUpdate(report.inputRows, optionalTarget(report.target, "kind", "input"))
       m.sqlGeneratedRows.unsafeUpdate(report.outputRows, optionalTarget(report.target, "kind", "output"))

@@ -60,7 +60,8 @@ export interface Started {
 
 /**
  * What a backend generated for one attempt of one executor call (the seed's operation preview):
- * rows in, rows out after dedupe/coalescing, bind arguments or command arguments.
+ * rows in, rows out after dedupe/coalescing, bind arguments or command arguments, and optionally
+ * the number of commands.
  *
  * @internal
  */
@@ -73,6 +74,8 @@ export interface OperationReport {
   readonly inputRows: number
   readonly outputRows: number
   readonly args: number
+  /** Commands or statements generated (a fused `MSET` of 500 rows is 1), for backends that count them. */
+  readonly commands?: number | undefined
   /** For backends that dedupe: the strategy (`ignore`, `replace`, `update`, `keepLast`…) and the counts. */
   readonly dedupe?:
     | {

@@ -13,6 +13,10 @@
  *
  * The state of a call is kept per rows array, so when the engine calls again with the same rows (a
  * retry after its per-attempt timeout), what was applied is not sent again.
+ *
+ * Metrics: every call (engine attempt) reports its plan with `reportOperation`, as the SQL executor
+ * does: rows in and out of coalescing, commands and their arguments, under the operation
+ * `multi_exec`, the fused command (`mset`, `del`, `unlink`, `zadd`) or `pipeline`.
  */
 import { randomUUID } from "node:crypto"
 import * as Duration from "effect/Duration"
@@ -22,6 +26,7 @@ import type { RetryOptions } from "../BatchFlowConfig.js"
 import { ExecutorError } from "../BatchFlowError.js"
 import type * as Retry from "../Retry.js"
 import type * as Target from "../Target.js"
+import { type OperationReport, reportOperation } from "./observer.js"
 import type { Connection, Reply } from "./redisClient.js"
 import {
   classifyError,
@@ -75,6 +80,8 @@ interface CallState {
   readonly rowCount: number
   readonly ops: ReadonlyArray<Op>
   readonly transaction: boolean
+  /** What the plan generated, reported on every call (attempt) for it. */
+  readonly report: OperationReport
   rounds: number
   inflight: Promise<void> | undefined
   txUnknown: boolean
@@ -111,11 +118,26 @@ export const make = (connection: Connection, options: Options) => {
     stats.rowsOut += p.rowsOut
     stats.fusedRows += p.fusedRows
     stats.commands += p.ops.length
+    const transaction = target.transaction ?? options.transaction
+    const coalesce = target.coalesce
     return {
       target,
       rowCount: rows.length,
       ops: p.ops,
-      transaction: target.transaction ?? options.transaction,
+      transaction,
+      report: {
+        target: target.name,
+        backend: "redis",
+        operation: transaction ? "multi_exec" : p.fused === undefined ? "pipeline" : p.fused.toLowerCase(),
+        inputRows: p.rowsIn,
+        outputRows: p.rowsOut,
+        commands: p.ops.length,
+        args: p.args,
+        dedupe:
+          coalesce === undefined
+            ? undefined
+            : { strategy: coalesce.strategy, deduplicated: p.deduplicated, merged: p.merged }
+      },
       rounds: 0,
       inflight: undefined,
       txUnknown: false,
@@ -348,7 +370,10 @@ export const make = (connection: Connection, options: Options) => {
         calls.set(rows, state)
       }
       const s = state
-      return Effect.as(s.transaction ? runTransaction(s) : runPipeline(s), s).pipe(Effect.map(finish))
+      return Effect.zipRight(
+        reportOperation(s.report),
+        Effect.as(s.transaction ? runTransaction(s) : runPipeline(s), s).pipe(Effect.map(finish))
+      )
     })
 
   return {

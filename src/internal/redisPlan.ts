@@ -74,19 +74,30 @@ export interface Plan {
   readonly rowsOut: number
   /** Rows written through fused commands. */
   readonly fusedRows: number
+  /** The fused command's name (`MSET`, `DEL`, `UNLINK`, `ZADD`) when the batch was fused. */
+  readonly fused: string | undefined
+  /** Arguments of all the planned commands (keys included, command names not). */
+  readonly args: number
+  /** Rows coalesced away: dropped or replaced (`keepFirst`, `keepLast`), or folded into another. */
+  readonly deduplicated: number
+  readonly merged: number
 }
 
 /** @internal */
 export const plan = <A>(target: RedisTarget<A>, rows: ReadonlyArray<A>, fusion: boolean): Plan => {
   let units = rows
   let sources: ReadonlyArray<ReadonlyArray<number>> | undefined
+  let deduplicated = 0
+  let merged = 0
   if (target.coalesce !== undefined) {
     const result = Coalesce.apply(target.coalesce, rows)
     units = result.rows
     sources = result.sources
+    deduplicated = result.deduplicated
+    merged = result.merged
   }
   const rowsOf = (u: number): number | ReadonlyArray<number> => (sources === undefined ? u : sources[u]!)
-  const base = { rowsIn: rows.length, rowsOut: units.length }
+  const base = { rowsIn: rows.length, rowsOut: units.length, deduplicated, merged }
   const fuse = target.fusion
   if (fusion && fuse.kind === "multi") {
     const ops: Array<Op> = []
@@ -102,7 +113,7 @@ export const plan = <A>(target: RedisTarget<A>, rows: ReadonlyArray<A>, fusion: 
       }
       ops.push(op(fuse.name, args, fusedKey, true, covered))
     }
-    return { ...base, ops, fusedRows: rows.length }
+    return { ...base, ops, fusedRows: rows.length, fused: fuse.name, args: argsOf(ops) }
   }
   if (fusion && fuse.kind === "sameKey") {
     interface Entry {
@@ -130,7 +141,7 @@ export const plan = <A>(target: RedisTarget<A>, rows: ReadonlyArray<A>, fusion: 
       entry.count++
     }
     for (const [key, entry] of byKey) flush(key, entry)
-    return { ...base, ops, fusedRows: rows.length }
+    return { ...base, ops, fusedRows: rows.length, fused: fuse.name, args: argsOf(ops) }
   }
   const ops: Array<Op> = []
   for (let u = 0; u < units.length; u++) {
@@ -142,5 +153,11 @@ export const plan = <A>(target: RedisTarget<A>, rows: ReadonlyArray<A>, fusion: 
     const covered = rowsOf(u)
     for (const c of commands) ops.push(op(c.name, c.args, key, idempotent, covered))
   }
-  return { ...base, ops, fusedRows: 0 }
+  return { ...base, ops, fusedRows: 0, fused: undefined, args: argsOf(ops) }
+}
+
+const argsOf = (ops: ReadonlyArray<Op>): number => {
+  let n = 0
+  for (const o of ops) n += o.args.length
+  return n
 }
