@@ -65,6 +65,22 @@ export interface BatchFlowConfig {
    * warning. Default 5 s; > 0, or infinity to turn the warning off.
    */
   readonly slowBatchThreshold: Duration.Duration
+  /**
+   * Whether logs and error messages may show row values. Default false: an `InvalidRow` names the
+   * field and the type given, and a final failure's log line and `BatchFailure.message` have the
+   * driver's text with every row value masked as `***`. When true, the failure's log line shows up
+   * to 3 of its rows as JSON and the driver's text as written, and `InvalidRow.detail` ends with the
+   * value; the values of `sensitiveColumns` are `[REDACTED]` in all of them. For debugging: log
+   * lines may then hold personal data.
+   */
+  readonly logRowValues: boolean
+  /**
+   * Columns whose values are never shown, even with `logRowValues`. A column is sensitive when its
+   * name, lower-cased, contains an entry, lower-cased: `email` covers `user_email` and `EmailAddress`.
+   * Default `password`, `token`, `secret`, `email`, `phone`; entries are non-empty strings; `[]`
+   * redacts nothing.
+   */
+  readonly sensitiveColumns: ReadonlyArray<string>
 }
 
 /**
@@ -90,6 +106,8 @@ export interface Options {
   readonly closeTimeout?: Duration.DurationInput | undefined
   readonly failureBufferSize?: number | undefined
   readonly slowBatchThreshold?: Duration.DurationInput | undefined
+  readonly logRowValues?: boolean | undefined
+  readonly sensitiveColumns?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -110,7 +128,9 @@ export const defaults: BatchFlowConfig = {
   timeout: Duration.seconds(30),
   closeTimeout: Duration.seconds(30),
   failureBufferSize: 1024,
-  slowBatchThreshold: Duration.seconds(5)
+  slowBatchThreshold: Duration.seconds(5),
+  logRowValues: false,
+  sensitiveColumns: ["password", "token", "secret", "email", "phone"]
 }
 
 const invalid = (field: string, value: unknown, expected: string) =>
@@ -190,8 +210,24 @@ export const make = (options: Options = {}): Effect.Effect<BatchFlowConfig, Batc
       options.slowBatchThreshold ?? defaults.slowBatchThreshold,
       true
     )
+    const logRowValues = options.logRowValues ?? defaults.logRowValues
+    if (typeof logRowValues !== "boolean")
+      return yield* invalid("logRowValues", logRowValues, "true or false")
+    const sensitiveColumns = options.sensitiveColumns ?? defaults.sensitiveColumns
+    if (
+      !Array.isArray(sensitiveColumns) ||
+      !sensitiveColumns.every((entry) => typeof entry === "string" && entry.trim() !== "")
+    ) {
+      return yield* invalid(
+        "sensitiveColumns",
+        JSON.stringify(sensitiveColumns),
+        "a list of non-empty column names (or parts of names)"
+      )
+    }
     return {
       slowBatchThreshold,
+      logRowValues,
+      sensitiveColumns: sensitiveColumns.map((entry) => entry.trim()),
       bufferSize,
       flushSize,
       flushInterval,
@@ -213,7 +249,9 @@ const optional = <A>(config: Config.Config<A>, description: string) =>
  * `BATCHFLOW_BUFFER_SIZE`, `BATCHFLOW_FLUSH_SIZE`, `BATCHFLOW_FLUSH_INTERVAL` (e.g. `100 millis`),
  * `BATCHFLOW_CONCURRENCY`, `BATCHFLOW_RETRY_MAX_ATTEMPTS`, `BATCHFLOW_RETRY_BACKOFF_BASE`,
  * `BATCHFLOW_RETRY_MAX_BACKOFF`, `BATCHFLOW_RETRY_JITTER`, `BATCHFLOW_TIMEOUT`,
- * `BATCHFLOW_CLOSE_TIMEOUT`, `BATCHFLOW_FAILURE_BUFFER_SIZE`, `BATCHFLOW_SLOW_BATCH_THRESHOLD`. Unset variables keep their defaults;
+ * `BATCHFLOW_CLOSE_TIMEOUT`, `BATCHFLOW_FAILURE_BUFFER_SIZE`, `BATCHFLOW_SLOW_BATCH_THRESHOLD`,
+ * `BATCHFLOW_LOG_ROW_VALUES` (`true`/`false`) and `BATCHFLOW_SENSITIVE_COLUMNS` (comma-separated,
+ * e.g. `password,token,ssn`; it replaces the default list). Unset variables keep their defaults;
  * the values are validated by `make` like any other options.
  *
  * @since 0.1.0
@@ -237,6 +275,11 @@ export const config: Config.Config<Options> = Config.nested(
     slowBatchThreshold: optional(
       Config.duration("SLOW_BATCH_THRESHOLD"),
       "executor calls slower than this are logged"
+    ),
+    logRowValues: optional(Config.boolean("LOG_ROW_VALUES"), "whether logs and errors may show row values"),
+    sensitiveColumns: optional(
+      Config.array(Config.string(), "SENSITIVE_COLUMNS"),
+      "columns whose values are always redacted (comma-separated)"
     )
   }),
   "BATCHFLOW"

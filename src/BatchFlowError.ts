@@ -6,6 +6,7 @@
  */
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import { maskedDetail } from "./internal/redact.js"
 
 /**
  * @since 0.1.0
@@ -83,7 +84,11 @@ export class InvalidRow extends Schema.TaggedError<InvalidRow>()("InvalidRow", {
   /** The first offending field (`""` when the row itself is not an object). */
   field: Schema.String,
   problem: Schema.Literal("missing", "extra", "wrong_type", "not_finite", "not_an_object"),
-  /** A human-readable description of the problem with the offending value. */
+  /**
+   * What the schema expected and the type of the value given (`expected a string, got number`), never
+   * the value itself. Only when the flow's `logRowValues` is on does it end with the value, as in
+   * `(value: 42)`, or `(value: [REDACTED])` for a sensitive field.
+   */
   detail: Schema.String,
   /** For `submitAll`: the position of the rejected row in the submitted array. */
   index: Schema.optional(Schema.Number)
@@ -112,6 +117,10 @@ const problemText: Record<InvalidRowProblem, string> = {
  * `close_timeout`). Every accepted row that is not committed is reported in exactly one
  * `BatchFailure`.
  *
+ * `rows` and `cause` are the raw data (the rows as submitted, the driver's or executor's own error):
+ * they are for your code, and the library never logs them. `message` carries no row values: it is
+ * built from `detail`, the cause's text with the values masked (see `detail`).
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -123,14 +132,23 @@ export class BatchFailure extends Schema.TaggedError<BatchFailure>()("BatchFailu
   reason: Schema.String,
   /** Whether the last error was classified as retryable (attempts ran out) or not. */
   retryable: Schema.Boolean,
-  cause: Schema.Defect
+  /** The last error, untouched: it may quote row values. Never logged by the library. */
+  cause: Schema.Defect,
+  /**
+   * The cause's text as `message` shows it. The engine sets it from the flow's configuration: with
+   * quoted literals, `(column)=(value)` details and the rows' values masked as `***` (the default),
+   * or, with `logRowValues`, as the driver wrote it with the values of sensitive columns replaced by
+   * `[REDACTED]`. When absent, the masked text is computed from `cause` and `rows`.
+   */
+  detail: Schema.optional(Schema.String)
 }) {
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   /** @since 0.1.0 */
   override get message(): string {
     const tries = this.attempts === 1 ? "1 attempt" : `${this.attempts} attempts`
-    return `${this.rows.length} row(s) for target "${this.target}" were not written after ${tries} (reason: ${this.reason}): ${describe(this.cause)}`
+    const detail = this.detail ?? maskedDetail(this.cause, this.rows)
+    return `${this.rows.length} row(s) for target "${this.target}" were not written after ${tries} (reason: ${this.reason}): ${detail}`
   }
 }
 
@@ -188,14 +206,4 @@ export class ExecutorError extends Schema.TaggedError<ExecutorError>()("Executor
 }) {
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
-}
-
-const describe = (cause: unknown): string => {
-  if (cause instanceof Error) return cause.message
-  if (typeof cause === "string") return cause
-  try {
-    return JSON.stringify(cause) ?? String(cause)
-  } catch {
-    return String(cause)
-  }
 }

@@ -24,11 +24,14 @@ import type * as Tracer from "effect/Tracer"
 import { BatchExecutor, isPartial, type Partial } from "../BatchExecutor.js"
 import type { Stats } from "../BatchFlow.js"
 import type { BatchFlowConfig } from "../BatchFlowConfig.js"
-import { AttemptTimeout, BatchFailure, BatchFlowClosed, InvalidRow } from "../BatchFlowError.js"
+import { AttemptTimeout, BatchFailure, BatchFlowClosed, type InvalidRow } from "../BatchFlowError.js"
 import * as Retry from "../Retry.js"
 import type * as Target from "../Target.js"
+import { RowBuffer } from "./buffer.js"
 import { EngineObserver, type FlushTrigger, noop as noopObserver, type Observer } from "./observer.js"
+import * as Redact from "./redact.js"
 import { timeoutFail } from "./timeout.js"
+import { withIndex, withValue } from "./validate.js"
 
 type Ack = Deferred.Deferred<void, BatchFailure>
 type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
@@ -64,18 +67,16 @@ interface Group extends Part {
 /** At most this many `write` callers' spans are linked from one flush span (OpenTelemetry's default limit). */
 const maxSpanLinks = 128
 
+/** With `logRowValues`, a final failure's log line shows at most this many of its rows. */
+const loggedRows = 3
+
 const closeTimeoutReason: Retry.Classification = { retryable: false, reason: "close_timeout" }
 const defectReason: Retry.Classification = { retryable: false, reason: "defect" }
 const engineFailureReason: Retry.Classification = { retryable: false, reason: "engine_failure" }
 
 /** @internal */
 export class Engine {
-  // The buffer: parallel arrays, consumed from `head`.
-  private targets: Array<Target.Any> = []
-  private rows: Array<unknown> = []
-  private acks: Array<Ack | undefined> = []
-  private head = 0
-  private bufferedAcks = 0
+  private readonly buffer: RowBuffer<Ack>
 
   private closing = false
   private closeStarted = false
@@ -112,6 +113,8 @@ export class Engine {
   /** The span each `write` caller was in (if any), for the links of the flush span that takes its row. */
   private readonly writerSpans = new WeakMap<Ack, Tracer.AnySpan>()
   private linkWriters = false
+  /** Whether row values may be shown, and which columns never are. */
+  private readonly redaction: Redact.Redaction
 
   constructor(
     private readonly config: BatchFlowConfig,
@@ -128,12 +131,14 @@ export class Engine {
   ) {
     this.classify = Retry.classifyWith([...userRules, ...executor.rules, Retry.engineRule])
     this.retrySchedule = Schedule.mapInput(Retry.schedule(config.retry), (c: Classified) => c.classification)
+    this.buffer = new RowBuffer(config.bufferSize)
     this.ordering = config.concurrency > 1
     this.intervalMillis = Duration.toMillis(config.flushInterval)
+    this.redaction = Redact.make(config)
   }
 
   private get size(): number {
-    return this.rows.length - this.head
+    return this.buffer.size
   }
 
   // ---------------------------------------------------------------- submit → buffer
@@ -172,10 +177,7 @@ export class Engine {
       const rows = Array.isArray(input) ? (input as ReadonlyArray<A>) : Array.from(input)
       for (let i = 0; i < rows.length; i++) {
         const invalid = target.validate(rows[i])
-        if (invalid !== undefined) {
-          const { target: name, field, problem, detail } = invalid
-          return this.rejectInvalid(new InvalidRow({ target: name, field, problem, detail, index: i }))
-        }
+        if (invalid !== undefined) return this.rejectInvalid(withIndex(invalid, i))
       }
       return rows.length === 0 ? Effect.void : this.enqueueAll(target, rows, 0)
     })
@@ -183,7 +185,7 @@ export class Engine {
 
   private rejectInvalid(invalid: InvalidRow): Effect.Effect<never, InvalidRow> {
     this.observer.submitRejected(invalid.target, "invalid_row")
-    return Effect.fail(invalid)
+    return Effect.fail(this.redaction.logRowValues ? withValue(invalid, this.redaction) : invalid)
   }
 
   private rejectClosed(target: Target.Any): Effect.Effect<never, BatchFlowClosed> {
@@ -199,7 +201,8 @@ export class Engine {
     waitingSince?: number
   ): Effect.Effect<void, BatchFlowClosed> {
     if (this.closing) return this.rejectClosed(target)
-    if (this.rows.length - this.head >= this.config.bufferSize) {
+    const buffer = this.buffer
+    if (buffer.size >= buffer.capacity) {
       const since = waitingSince ?? this.clock.unsafeCurrentTimeMillis()
       return Effect.zipRight(
         this.awaitSpace(),
@@ -209,12 +212,9 @@ export class Engine {
     if (waitingSince !== undefined) {
       this.observer.submitWaited(target.name, this.clock.unsafeCurrentTimeMillis() - waitingSince)
     }
-    this.targets.push(target)
-    this.rows.push(row)
-    this.acks.push(ack)
-    if (ack !== undefined) this.bufferedAcks++
+    buffer.push(target, row, ack)
     this.accepted++
-    const size = this.rows.length - this.head
+    const size = buffer.size
     if (this.wake !== undefined && size >= this.wakeAt) this.signalWake()
     if (size % this.config.flushSize !== 0) return Effect.void
     // Once per full batch, let the workers run: rows that wait in the buffer live longer, and rows
@@ -237,7 +237,7 @@ export class Engine {
     from: number
   ): Effect.Effect<void, BatchFlowClosed> {
     if (this.closing) return this.rejectClosed(target)
-    const free = this.config.bufferSize - this.size
+    const free = this.buffer.free
     const remaining = rows.length - from
     const piece = remaining <= this.config.bufferSize ? remaining : Math.max(free, 0)
     if (piece === 0 || piece > free) {
@@ -246,11 +246,7 @@ export class Engine {
         Effect.suspend(() => this.enqueueAll(target, rows, from))
       )
     }
-    for (let i = from; i < from + piece; i++) {
-      this.targets.push(target)
-      this.rows.push(rows[i])
-      this.acks.push(undefined)
-    }
+    this.buffer.pushAll(target, rows, from, from + piece)
     this.accepted += piece
     if (this.wake !== undefined && this.size >= this.wakeAt) this.signalWake()
     return from + piece === rows.length ? Effect.void : this.enqueueAll(target, rows, from + piece)
@@ -352,48 +348,11 @@ export class Engine {
     if (n === 0) return []
     const waitedMillis = this.batchStart === undefined ? 0 : now - this.batchStart
     const assembleStart = this.clock.unsafeCurrentTimeNanos()
-    const start = this.head
-    const end = start + n
-    let targets: ReadonlyArray<Target.Any>
-    let rows: ReadonlyArray<unknown>
-    let acks: ReadonlyArray<Ack | undefined> | undefined
-    const withAcks = this.bufferedAcks > 0
-    if (start === 0 && end === this.rows.length) {
-      targets = this.targets
-      rows = this.rows
-      acks = this.acks
-      this.targets = []
-      this.rows = []
-      this.acks = []
-    } else {
-      targets = this.targets.slice(start, end)
-      rows = this.rows.slice(start, end)
-      acks = withAcks ? this.acks.slice(start, end) : undefined
-      this.head = end
-      if (this.head === this.rows.length) {
-        this.targets = []
-        this.rows = []
-        this.acks = []
-        this.head = 0
-      } else if (this.head >= 4096 && this.head * 2 >= this.rows.length) {
-        this.targets.splice(0, this.head)
-        this.rows.splice(0, this.head)
-        this.acks.splice(0, this.head)
-        this.head = 0
-      }
-    }
-    if (withAcks && acks !== undefined) {
-      let count = 0
-      for (const ack of acks) if (ack !== undefined) count++
-      this.bufferedAcks -= count
-      if (count === 0) acks = undefined
-    } else {
-      acks = undefined
-    }
+    const grouped = this.buffer.take(n)
     this.dispatched += n
     this.signalSpace()
 
-    const groups = groupByTarget(targets, rows, acks).map((g) => this.makeGroup(g.target, g.rows, g.acks))
+    const groups = grouped.map((g) => this.makeGroup(g.target, g.rows, g.acks))
     this.resolveFlushWaiters()
     const assembleMillis = Number(this.clock.unsafeCurrentTimeNanos() - assembleStart) / 1e6
     this.observer.batchTaken({
@@ -752,7 +711,11 @@ export class Engine {
     this.settleSuccess(target, pickPart(part, written))
     return Effect.forEach(
       byReason.values(),
-      ({ indices, first }) => this.settleFailure(target, pickPart(part, indices), first),
+      ({ indices, first }) => {
+        // The call partly failed: once per reason, like a failed attempt that will not be retried.
+        this.observer.attemptFailed(target.name, first.classification.reason, true)
+        return this.settleFailure(target, pickPart(part, indices), first)
+      },
       { discard: true }
     )
   }
@@ -783,7 +746,8 @@ export class Engine {
       attempts,
       reason: classified.classification.reason,
       retryable: classified.classification.retryable,
-      cause: classified.error
+      cause: classified.error,
+      detail: Redact.failureDetail(this.redaction, classified.error, rows)
     })
     this.failed += rows.length
     if (acks !== undefined) {
@@ -794,7 +758,11 @@ export class Engine {
       this.droppedFailures++
       this.observer.failureDropped()
     }
-    return Effect.logError(failure.message).pipe(
+    // Rows are shown only when asked for, a few of them, sensitive columns redacted.
+    const message = this.redaction.logRowValues
+      ? `${failure.message}\n${Redact.formatRows(rows, this.redaction.isSensitive, loggedRows)}`
+      : failure.message
+    return Effect.logError(message).pipe(
       Effect.annotateLogs({ target: target.name, reason: failure.reason, rows: rows.length, attempts })
     )
   }
@@ -853,17 +821,10 @@ export class Engine {
 
   /** Reports the rows still in the buffer (grouped by target) as failures. */
   private reportBuffered(classification: Retry.Classification, error: unknown): Effect.Effect<void> {
-    const targets = this.targets.slice(this.head)
-    const rows = this.rows.slice(this.head)
-    const acks = this.acks.slice(this.head)
-    this.targets = []
-    this.rows = []
-    this.acks = []
-    this.head = 0
-    this.bufferedAcks = 0
+    const grouped = this.buffer.take(this.buffer.size)
     this.observer.depth(0, this.inFlight.size)
     return Effect.forEach(
-      groupByTarget(targets, rows, acks),
+      grouped,
       (g) => {
         this.observer.groupFinished({
           target: g.target.name,
@@ -924,43 +885,6 @@ const pickPart = (part: Part, indices: ReadonlyArray<number>): Part => ({
 
 const awaitGroups = (groups: ReadonlyArray<Group>): Effect.Effect<void> =>
   Effect.forEach(groups, (g) => Deferred.await(g.done), { discard: true })
-
-interface Grouped {
-  readonly target: Target.Any
-  readonly rows: Array<unknown>
-  readonly acks: Array<Ack | undefined> | undefined
-}
-
-/** Groups a flush by target, keeping arrival order inside each group and first-seen order of groups. */
-const groupByTarget = (
-  targets: ReadonlyArray<Target.Any>,
-  rows: ReadonlyArray<unknown>,
-  acks: ReadonlyArray<Ack | undefined> | undefined
-): ReadonlyArray<Grouped> => {
-  const first = targets[0]
-  if (first === undefined) return []
-  let single = true
-  for (let i = 1; i < targets.length; i++) {
-    if (targets[i] !== first) {
-      single = false
-      break
-    }
-  }
-  if (single)
-    return [{ target: first, rows: rows as Array<unknown>, acks: acks as Array<Ack | undefined> | undefined }]
-  const groups = new Map<Target.Any, Grouped>()
-  for (let i = 0; i < targets.length; i++) {
-    const target = targets[i]!
-    let group = groups.get(target)
-    if (group === undefined) {
-      group = { target, rows: [], acks: acks === undefined ? undefined : [] }
-      groups.set(target, group)
-    }
-    group.rows.push(rows[i])
-    group.acks?.push(acks![i])
-  }
-  return Array.from(groups.values())
-}
 
 /** @internal */
 export const make = (

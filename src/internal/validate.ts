@@ -7,12 +7,17 @@
  * `Schema.is` for any field shape it does not know. The fast checker only ever answers "valid";
  * anything it cannot accept at once goes to the slow path, which asks `Schema` for the verdict and
  * builds the error. So both paths give the same verdict by construction (a property test checks it).
+ *
+ * The error's `detail` says what was expected and the type of what was given, never the value: it
+ * ends up in messages and logs. The offending value is remembered beside the error, so the engine
+ * can show it when the flow's `logRowValues` asks for it (`withValue`).
  */
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as AST from "effect/SchemaAST"
 import { InvalidRow, type InvalidRowProblem } from "../BatchFlowError.js"
+import { formatValue, type Redaction, redacted } from "./redact.js"
 
 /** @internal */
 export type RowValidator = (row: unknown) => InvalidRow | undefined
@@ -82,7 +87,7 @@ const compileFast = (ast: AST.AST): ((row: unknown) => boolean) => {
   const fields = compileStruct(ast)
   if (fields === undefined) {
     const is = Schema.is(Schema.make(ast), { onExcessProperty: "error" })
-    return (row) => !Array.isArray(row) && is(row) && nonFiniteField(row) === undefined
+    return (row) => !Array.isArray(row) && is(withoutSymbols(row)) && nonFiniteField(row) === undefined
   }
   const count = fields.length
   return (row) => {
@@ -96,11 +101,24 @@ const compileFast = (ast: AST.AST): ((row: unknown) => boolean) => {
       if (!field.check(value)) return false
       present++
     }
+    // Any other enumerable key is an extra field. Symbol keys are not row data (see `withoutSymbols`);
+    // for-in does not list them, and checking for them would cost more than the rest of the path.
     let keys = 0
     for (const _ in record) keys++
-    // Symbol keys are extra properties too (for-in does not list them).
-    return keys === present && Object.getOwnPropertySymbols(record).length === 0
+    return keys === present
   }
+}
+
+/**
+ * A row's symbol-keyed properties are not data: no executor writes them and JSON drops them. So
+ * validation ignores them: Schema (which counts them as extra properties) is given the row without
+ * them.
+ */
+const withoutSymbols = (row: unknown): unknown => {
+  if (typeof row !== "object" || row === null || Object.getOwnPropertySymbols(row).length === 0) return row
+  const copy: Record<string, unknown> = Object.create(Object.getPrototypeOf(row))
+  for (const key of Object.keys(row)) copy[key] = (row as Record<string, unknown>)[key]
+  return copy
 }
 
 const nonFiniteField = (row: unknown): string | undefined => {
@@ -109,6 +127,83 @@ const nonFiniteField = (row: unknown): string | undefined => {
     if (typeof value === "number" && !Number.isFinite(value)) return key
   }
   return undefined
+}
+
+/** The value each rejection was about, for `withValue`; rows with no such value (`missing`) have none. */
+const offending = new WeakMap<InvalidRow, { readonly value: unknown }>()
+
+const reject = (invalid: InvalidRow, value: { readonly value: unknown } | undefined): InvalidRow => {
+  if (value !== undefined) offending.set(invalid, value)
+  return invalid
+}
+
+/** `typeof`, with null and arrays told apart. */
+const typeName = (value: unknown): string =>
+  value === null ? "null" : Array.isArray(value) ? "an array" : typeof value
+
+const withArticle = (type: string): string =>
+  type === "null" || type === "undefined" || type.startsWith("an ")
+    ? type
+    : `${/^[aeiou]/.test(type) ? "an" : "a"} ${type}`
+
+const expectedOf = (ast: AST.AST): string =>
+  AST.getDescriptionAnnotation(ast).pipe(
+    Option.orElse(() => AST.getTitleAnnotation(ast)),
+    Option.orElse(() => AST.getIdentifierAnnotation(ast)),
+    Option.getOrElse(() => String(ast))
+  )
+
+interface Leaf {
+  /** The schema of the offending field (the node right after the last path segment). */
+  readonly field: AST.AST | undefined
+  readonly actual: unknown
+  /** Whether the value has the right type but fails a refinement. */
+  readonly refinement: boolean
+}
+
+/**
+ * Follows the first issue down to its leaf, the way `ArrayFormatter` picks the first issue, keeping
+ * what a value-free detail needs (Schema's own messages quote the value).
+ */
+const leafOf = (root: ParseResult.ParseIssue): Leaf => {
+  let issue = root
+  let field: AST.AST | undefined
+  let atField = true
+  let refinement = false
+  for (;;) {
+    if (issue._tag === "Pointer") {
+      atField = true
+      refinement = false
+      issue = issue.issue
+      continue
+    }
+    if (atField && issue._tag !== "Unexpected" && issue._tag !== "Missing") {
+      field = issue.ast
+      atField = false
+    }
+    switch (issue._tag) {
+      case "Composite":
+        issue = Array.isArray(issue.issues) ? issue.issues[0]! : (issue.issues as ParseResult.ParseIssue)
+        continue
+      case "Refinement":
+        if (issue.kind === "Predicate") refinement = true
+        issue = issue.issue
+        continue
+      case "Transformation":
+        issue = issue.issue
+        continue
+      default:
+        return { field, actual: issue.actual, refinement }
+    }
+  }
+}
+
+const wrongTypeDetail = (leaf: Leaf): string => {
+  const expected = leaf.field === undefined ? "another type" : expectedOf(leaf.field)
+  const type = typeName(leaf.actual)
+  return leaf.refinement
+    ? `expected ${expected}, got ${withArticle(type)} that is not`
+    : `expected ${expected}, got ${type}`
 }
 
 const problemOf = (
@@ -140,34 +235,78 @@ export const makeValidator = (target: string, schema: Schema.Schema.AnyNoContext
   return (row) => {
     if (fast(row)) return undefined
     if (typeof row !== "object" || row === null || Array.isArray(row)) {
-      return new InvalidRow({
-        target,
-        field: "",
-        problem: "not_an_object",
-        detail: `expected an object, got ${row === null ? "null" : Array.isArray(row) ? "an array" : typeof row}`
-      })
+      return reject(
+        new InvalidRow({
+          target,
+          field: "",
+          problem: "not_an_object",
+          detail: `expected an object, got ${typeName(row)}`
+        }),
+        { value: row }
+      )
     }
     const nonFinite = nonFiniteField(row)
     if (nonFinite !== undefined) {
-      return new InvalidRow({
-        target,
-        field: nonFinite,
-        problem: "not_finite",
-        detail: `got ${String((row as Record<string, unknown>)[nonFinite])}`
-      })
+      return reject(
+        new InvalidRow({
+          target,
+          field: nonFinite,
+          problem: "not_finite",
+          detail: "got a non-finite number"
+        }),
+        { value: (row as Record<string, unknown>)[nonFinite] }
+      )
     }
-    const result = slow(row)
+    const result = slow(withoutSymbols(row))
     if (result._tag === "Right") return undefined
     const issue = ParseResult.ArrayFormatter.formatErrorSync(result.left)[0]
     if (issue === undefined)
       return new InvalidRow({ target, field: "", problem: "wrong_type", detail: "invalid" })
-    return new InvalidRow({
-      target,
-      field: issue.path.map(String).join("."),
-      problem: problemOf(issue, row as Record<PropertyKey, unknown>),
-      detail: issue.message
-    })
+    const problem = problemOf(issue, row as Record<PropertyKey, unknown>)
+    const leaf = leafOf(result.left.issue)
+    return reject(
+      new InvalidRow({
+        target,
+        field: issue.path.map(String).join("."),
+        problem,
+        // "is missing" and "is unexpected, expected: …" name no value; the others would.
+        detail: problem === "wrong_type" ? wrongTypeDetail(leaf) : issue.message
+      }),
+      problem === "missing" ? undefined : { value: leaf.actual }
+    )
   }
+}
+
+/**
+ * The same rejection for row `index` of a `submitAll`, still linked to its offending value.
+ *
+ * @internal
+ */
+export const withIndex = (invalid: InvalidRow, index: number): InvalidRow => {
+  const { target, field, problem, detail } = invalid
+  return reject(new InvalidRow({ target, field, problem, detail, index }), offending.get(invalid))
+}
+
+/**
+ * The rejection with the offending value appended to its detail, or `[REDACTED]` when a segment of
+ * the field's path is a sensitive column (sensitive fields nested in the value are redacted too).
+ * For flows with `logRowValues`.
+ *
+ * @internal
+ */
+export const withValue = (invalid: InvalidRow, redaction: Redaction): InvalidRow => {
+  const source = offending.get(invalid)
+  if (source === undefined) return invalid
+  const sensitive = invalid.field !== "" && invalid.field.split(".").some(redaction.isSensitive)
+  const shown = sensitive ? redacted : formatValue(source.value, redaction.isSensitive)
+  const { target, field, problem, detail, index } = invalid
+  return new InvalidRow({
+    target,
+    field,
+    problem,
+    detail: `${detail} (value: ${shown})`,
+    ...(index === undefined ? {} : { index })
+  })
 }
 
 /**
@@ -177,7 +316,7 @@ export const makeValidator = (target: string, schema: Schema.Schema.AnyNoContext
  */
 export const makeReferenceValidator = (schema: Schema.Schema.AnyNoContext): ((row: unknown) => boolean) => {
   const is = Schema.is(Schema.make(AST.typeAST(schema.ast)), { onExcessProperty: "error" })
-  return (row) => !Array.isArray(row) && is(row) && nonFiniteField(row) === undefined
+  return (row) => !Array.isArray(row) && is(withoutSymbols(row)) && nonFiniteField(row) === undefined
 }
 
 /** @internal */
