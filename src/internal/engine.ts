@@ -335,8 +335,11 @@ export class Engine {
     this.batchStart ??= now
     const remaining = this.batchStart + this.intervalMillis - now
     if (remaining <= 0) return "interval"
+    // Whole milliseconds: clock readings can be fractional (TestClock instants set by jittered
+    // sleeps), and a sleep shorter than the clock's precision at that instant would end at once,
+    // leaving the same sub-ulp `remaining` on every turn: a busy loop.
     return Effect.raceFirst(
-      Effect.sleep(Duration.millis(remaining)),
+      Effect.sleep(Duration.millis(Math.ceil(remaining))),
       Deferred.await(this.armWake(this.config.flushSize))
     )
   }
