@@ -30,7 +30,7 @@ const waitAccepted = (stats: Effect.Effect<{ readonly accepted: number }>, n: nu
 
 describe("tracing", () => {
   it.live(
-    "one flush span per flush, linked to the write callers' spans; one execute span per attempt under it",
+    "one flush span per flush, linked to the submitters' spans; one execute span per attempt under it",
     () =>
       traced((exporter) =>
         Effect.gen(function* () {
@@ -46,14 +46,20 @@ describe("tracing", () => {
           yield* flow.flush
           yield* Fiber.join(a)
           yield* Fiber.join(b)
-          // Rows from `submit` are not linked (that would cost per row).
+          // `submit` and `submitAll` callers are linked too; rows submitted outside a span add no link.
           yield* Effect.withSpan(flow.submit(Events, row(3)), "request-c")
+          yield* Effect.withSpan(flow.submitAll(Events, [row(4), row(5)]), "request-d")
+          yield* Effect.withSpan(flow.submit(Events, row(6)), "request-c-again").pipe(Effect.asVoid)
+          yield* flow.submit(Events, row(7))
           yield* flow.flush
           yield* Scope.close(scope, Exit.void)
 
           const spans = exporter.getFinishedSpans()
           const requests = new Map(
-            ["request-a", "request-b", "request-c"].map((n) => [n, idOf(named(spans, n)[0]!)])
+            ["request-a", "request-b", "request-c", "request-d", "request-c-again"].map((n) => [
+              n,
+              idOf(named(spans, n)[0]!)
+            ])
           )
           const flushes = named(spans, "BatchFlow.flush")
           expect(flushes).toHaveLength(2)
@@ -67,8 +73,11 @@ describe("tracing", () => {
           expect(first.links.map((l) => l.context.spanId).sort()).toEqual(
             [requests.get("request-a"), requests.get("request-b")].sort()
           )
-          expect(second.attributes).toMatchObject({ "batchflow.rows": 1 })
-          expect(second.links).toEqual([])
+          expect(second.attributes).toMatchObject({ "batchflow.rows": 5 })
+          // One link per distinct span: request-d submitted two rows.
+          expect(second.links.map((l) => l.context.spanId).sort()).toEqual(
+            [requests.get("request-c"), requests.get("request-d"), requests.get("request-c-again")].sort()
+          )
           // Flushes run in the engine's fibers: they start their own traces.
           expect(first.parentSpanContext).toBeUndefined()
 

@@ -1,5 +1,5 @@
 /**
- * The engine's buffer: a fixed-capacity ring of (target, row, ack) slots.
+ * The engine's buffer: a fixed-capacity ring of (target, row, ack, span) slots.
  *
  * Allocated once, at `bufferSize` slots, so accepting a row writes three array slots and allocates
  * nothing; taking a batch copies its rows out into arrays of exactly the batch's size (the arrays the
@@ -7,6 +7,7 @@
  * replaced, re-grew after every drain and compacted itself with `splice`: together about a third of
  * all bytes allocated per row in W0 (docs/development/architecture.md).
  */
+import type * as Tracer from "effect/Tracer"
 import type * as Target from "../Target.js"
 
 /** One target's rows of one taken batch, in arrival order. */
@@ -22,16 +23,21 @@ export class RowBuffer<Ack> {
   private readonly targets: Array<Target.Any | undefined>
   private readonly rows: Array<unknown>
   private readonly acks: Array<Ack | undefined>
+  /** The span of the fiber that submitted each row, if it was in one: for the flush span's links. */
+  private readonly spans: Array<Tracer.AnySpan | undefined>
   private head = 0
   /** Rows in the buffer. */
   size = 0
   /** Buffered rows that carry an ack. */
   private acked = 0
+  /** Buffered rows that carry a span. */
+  private spanned = 0
 
   constructor(readonly capacity: number) {
     this.targets = new Array<Target.Any | undefined>(capacity).fill(undefined)
     this.rows = new Array<unknown>(capacity).fill(undefined)
     this.acks = new Array<Ack | undefined>(capacity).fill(undefined)
+    this.spans = new Array<Tracer.AnySpan | undefined>(capacity).fill(undefined)
   }
 
   get free(): number {
@@ -39,7 +45,7 @@ export class RowBuffer<Ack> {
   }
 
   /** Adds one row. The caller checks that there is room. */
-  push(target: Target.Any, row: unknown, ack: Ack | undefined): void {
+  push(target: Target.Any, row: unknown, ack: Ack | undefined, span: Tracer.AnySpan | undefined): void {
     let tail = this.head + this.size
     if (tail >= this.capacity) tail -= this.capacity
     this.targets[tail] = target
@@ -48,30 +54,44 @@ export class RowBuffer<Ack> {
       this.acks[tail] = ack
       this.acked++
     }
+    if (span !== undefined) {
+      this.spans[tail] = span
+      this.spanned++
+    }
     this.size++
   }
 
   /** Adds `rows[from, to)` of one target, without acks. The caller checks that there is room. */
-  pushAll(target: Target.Any, rows: ReadonlyArray<unknown>, from: number, to: number): void {
+  pushAll(
+    target: Target.Any,
+    rows: ReadonlyArray<unknown>,
+    from: number,
+    to: number,
+    span: Tracer.AnySpan | undefined
+  ): void {
     let tail = this.head + this.size
     if (tail >= this.capacity) tail -= this.capacity
     for (let i = from; i < to; i++) {
       this.targets[tail] = target
       this.rows[tail] = rows[i]
+      this.spans[tail] = span
       if (++tail === this.capacity) tail = 0
     }
+    if (span !== undefined) this.spanned += to - from
     this.size += to - from
   }
 
   /**
    * Takes the `n` oldest rows (at most `size`), grouped by target: arrival order is kept inside a
-   * group, and groups come in the order their targets first appear.
+   * group, and groups come in the order their targets first appear. The distinct spans of their
+   * submitters are added to `links`, up to `maxLinks`.
    */
-  take(n: number): ReadonlyArray<Grouped<Ack>> {
+  take(n: number, links?: Set<Tracer.AnySpan>, maxLinks = 0): ReadonlyArray<Grouped<Ack>> {
     n = Math.min(n, this.size)
     if (n === 0) return []
     const capacity = this.capacity
     const start = this.head
+    if (this.spanned > 0) this.takeSpans(start, n, links, maxLinks)
     const first = this.targets[start]!
     let single = true
     for (let k = 1, i = start + 1; k < n; k++, i++) {
@@ -128,7 +148,23 @@ export class RowBuffer<Ack> {
     return groups
   }
 
-  /** Empties the slot so the row can be collected. */
+  private takeSpans(
+    start: number,
+    n: number,
+    links: Set<Tracer.AnySpan> | undefined,
+    maxLinks: number
+  ): void {
+    for (let k = 0, i = start; k < n; k++, i++) {
+      if (i === this.capacity) i = 0
+      const span = this.spans[i]
+      if (span === undefined) continue
+      this.spans[i] = undefined
+      this.spanned--
+      if (links !== undefined && links.size < maxLinks) links.add(span)
+    }
+  }
+
+  /** Empties the slot so the row can be collected (spans are cleared by `takeSpans`). */
   private clear(i: number): void {
     this.targets[i] = undefined
     this.rows[i] = undefined

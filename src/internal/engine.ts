@@ -64,7 +64,7 @@ interface Group extends Part {
   failed: boolean
 }
 
-/** At most this many `write` callers' spans are linked from one flush span (OpenTelemetry's default limit). */
+/** At most this many submitters' spans are linked from one flush span (OpenTelemetry's default limit). */
 const maxSpanLinks = 128
 
 /** With `logRowValues`, a final failure's log line shows at most this many of its rows. */
@@ -110,9 +110,6 @@ export class Engine {
   /** When a submit last yielded to the event loop (performance.now()). */
   private lastTurn = performance.now()
   private readonly intervalMillis: number
-  /** The span each `write` caller was in (if any), for the links of the flush span that takes its row. */
-  private readonly writerSpans = new WeakMap<Ack, Tracer.AnySpan>()
-  private linkWriters = false
   /** Whether row values may be shown, and which columns never are. */
   private readonly redaction: Redact.Redaction
 
@@ -144,9 +141,11 @@ export class Engine {
   // ---------------------------------------------------------------- submit → buffer
 
   submit<A>(target: Target.Target<A>, row: A): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
-    return Effect.suspend((): Effect.Effect<void, InvalidRow | BatchFlowClosed> => {
+    return Effect.withFiberRuntime((fiber): Effect.Effect<void, InvalidRow | BatchFlowClosed> => {
       const invalid = target.validate(row)
-      return invalid === undefined ? this.enqueue(target, row, undefined) : this.rejectInvalid(invalid)
+      return invalid === undefined
+        ? this.enqueue(target, row, undefined, fiber.currentSpan)
+        : this.rejectInvalid(invalid)
     })
   }
 
@@ -159,12 +158,7 @@ export class Engine {
         const invalid = target.validate(row)
         if (invalid !== undefined) return this.rejectInvalid(invalid)
         const ack = Deferred.unsafeMake<void, BatchFailure>(this.fiberId)
-        const span = fiber.currentSpan
-        if (span !== undefined) {
-          this.writerSpans.set(ack, span)
-          this.linkWriters = true
-        }
-        return Effect.zipRight(this.enqueue(target, row, ack), Deferred.await(ack))
+        return Effect.zipRight(this.enqueue(target, row, ack, fiber.currentSpan), Deferred.await(ack))
       }
     )
   }
@@ -173,13 +167,13 @@ export class Engine {
     target: Target.Target<A>,
     input: Iterable<A>
   ): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
-    return Effect.suspend((): Effect.Effect<void, InvalidRow | BatchFlowClosed> => {
+    return Effect.withFiberRuntime((fiber): Effect.Effect<void, InvalidRow | BatchFlowClosed> => {
       const rows = Array.isArray(input) ? (input as ReadonlyArray<A>) : Array.from(input)
       for (let i = 0; i < rows.length; i++) {
         const invalid = target.validate(rows[i])
         if (invalid !== undefined) return this.rejectInvalid(withIndex(invalid, i))
       }
-      return rows.length === 0 ? Effect.void : this.enqueueAll(target, rows, 0)
+      return rows.length === 0 ? Effect.void : this.enqueueAll(target, rows, 0, fiber.currentSpan)
     })
   }
 
@@ -198,6 +192,7 @@ export class Engine {
     target: Target.Any,
     row: unknown,
     ack: Ack | undefined,
+    span: Tracer.AnySpan | undefined,
     waitingSince?: number
   ): Effect.Effect<void, BatchFlowClosed> {
     if (this.closing) return this.rejectClosed(target)
@@ -206,13 +201,13 @@ export class Engine {
       const since = waitingSince ?? this.clock.unsafeCurrentTimeMillis()
       return Effect.zipRight(
         this.awaitSpace(),
-        Effect.suspend(() => this.enqueue(target, row, ack, since))
+        Effect.suspend(() => this.enqueue(target, row, ack, span, since))
       )
     }
     if (waitingSince !== undefined) {
       this.observer.submitWaited(target.name, this.clock.unsafeCurrentTimeMillis() - waitingSince)
     }
-    buffer.push(target, row, ack)
+    buffer.push(target, row, ack, span)
     this.accepted++
     const size = buffer.size
     if (this.wake !== undefined && size >= this.wakeAt) this.signalWake()
@@ -234,7 +229,8 @@ export class Engine {
   private enqueueAll(
     target: Target.Any,
     rows: ReadonlyArray<unknown>,
-    from: number
+    from: number,
+    span: Tracer.AnySpan | undefined
   ): Effect.Effect<void, BatchFlowClosed> {
     if (this.closing) return this.rejectClosed(target)
     const free = this.buffer.free
@@ -243,13 +239,13 @@ export class Engine {
     if (piece === 0 || piece > free) {
       return Effect.zipRight(
         this.awaitSpace(),
-        Effect.suspend(() => this.enqueueAll(target, rows, from))
+        Effect.suspend(() => this.enqueueAll(target, rows, from, span))
       )
     }
-    this.buffer.pushAll(target, rows, from, from + piece)
+    this.buffer.pushAll(target, rows, from, from + piece, span)
     this.accepted += piece
     if (this.wake !== undefined && this.size >= this.wakeAt) this.signalWake()
-    return from + piece === rows.length ? Effect.void : this.enqueueAll(target, rows, from + piece)
+    return from + piece === rows.length ? Effect.void : this.enqueueAll(target, rows, from + piece, span)
   }
 
   private awaitSpace(): Effect.Effect<void> {
@@ -347,11 +343,16 @@ export class Engine {
   // ---------------------------------------------------------------- flush → group
 
   /** Takes `n` rows off the buffer and groups them by target (arrival order kept inside a group). */
-  private take(n: number, trigger: FlushTrigger, now: number): ReadonlyArray<Group> {
+  private take(
+    n: number,
+    trigger: FlushTrigger,
+    now: number,
+    links: Set<Tracer.AnySpan>
+  ): ReadonlyArray<Group> {
     if (n === 0) return []
     const waitedMillis = this.batchStart === undefined ? 0 : now - this.batchStart
     const assembleStart = this.clock.unsafeCurrentTimeNanos()
-    const grouped = this.buffer.take(n)
+    const grouped = this.buffer.take(n, links, maxSpanLinks)
     this.dispatched += n
     this.signalSpace()
 
@@ -372,11 +373,12 @@ export class Engine {
 
   /**
    * One flush: take a batch, write it, report it. Traced as a `BatchFlow.flush` span linked to the
-   * spans of the `write` callers whose rows it holds (`submit`/`submitAll` callers are not linked: that
-   * would cost per row).
+   * spans the submitting fibers were in (`submit`, `submitAll` and `write` alike; at most
+   * `maxSpanLinks` distinct spans per flush).
    */
   private flushBatch(n: number, trigger: FlushTrigger, now: number, restore: Restore): Effect.Effect<void> {
-    const groups = this.take(n, trigger, now)
+    const links = new Set<Tracer.AnySpan>()
+    const groups = this.take(n, trigger, now, links)
     const failed = () => groups.some((group) => group.failed)
     return Effect.zipRight(
       this.runBatch(groups, restore),
@@ -384,7 +386,7 @@ export class Engine {
     ).pipe(
       Effect.withSpan("BatchFlow.flush", {
         attributes: { "batchflow.trigger": trigger, "batchflow.rows": n, "batchflow.groups": groups.length },
-        links: this.linkWriters ? this.writerLinks(groups) : [],
+        links: Array.from(links, (span): Tracer.SpanLink => ({ _tag: "SpanLink", span, attributes: {} })),
         captureStackTrace: false
       }),
       Effect.ensuring(
@@ -399,20 +401,6 @@ export class Engine {
         )
       )
     )
-  }
-
-  private writerLinks(groups: ReadonlyArray<Group>): Array<Tracer.SpanLink> {
-    const spans = new Set<Tracer.AnySpan>()
-    for (const group of groups) {
-      if (group.acks === undefined) continue
-      for (const ack of group.acks) {
-        const span = ack === undefined ? undefined : this.writerSpans.get(ack)
-        if (span === undefined) continue
-        spans.add(span)
-        if (spans.size >= maxSpanLinks) break
-      }
-    }
-    return Array.from(spans, (span) => ({ _tag: "SpanLink", span, attributes: {} }))
   }
 
   /**
