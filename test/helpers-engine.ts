@@ -3,7 +3,7 @@
  * per call is scripted by the test, a flow built in a test-controlled scope, and clock helpers.
  */
 import type { Duration } from "effect"
-import { Clock, Context, Effect, Exit, Fiber, Layer, Scope, TestClock } from "effect"
+import { Clock, Context, Effect, Exit, Fiber, HashMap, Layer, Logger, Scope, TestClock } from "effect"
 import { BatchExecutor, BatchFlow, type BatchFlowConfig, type Target } from "effect-batchflow"
 
 /** One executor call as seen by the recorder. */
@@ -117,3 +117,23 @@ export const advanceUntil = (
     yield* settle(3)
     return done()
   })
+
+/** One log line as the capturing logger saw it. */
+export interface Captured {
+  readonly level: string
+  readonly message: string
+  readonly annotations: Record<string, unknown>
+}
+
+/** Runs `body` with a logger that records every log line (the engine's fibers inherit it). */
+export const capturing = <A, E, R>(body: (logs: Array<Captured>) => Effect.Effect<A, E, R>) => {
+  const logs: Array<Captured> = []
+  const logger = Logger.make(({ logLevel, message, annotations }) => {
+    logs.push({
+      level: logLevel.label,
+      message: (Array.isArray(message) ? message : [message]).map(String).join(" "),
+      annotations: Object.fromEntries(HashMap.toEntries(annotations))
+    })
+  })
+  return body(logs).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+}

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, HashMap, Logger, LogLevel, Schema } from "effect"
+import { Effect, Logger, LogLevel, Schema } from "effect"
 import { BatchExecutor, Target } from "effect-batchflow"
+import { capturing } from "./helpers-engine.js"
 import { startObservedFlow } from "./metrics-helpers.js"
 
 const User = Schema.Struct({ id: Schema.Number, email: Schema.String, password: Schema.String })
@@ -9,25 +10,6 @@ const Users = Target.make("l_users", { schema: User, key: ["id"] })
 const Slow = Target.make("l_slow", { schema: User, key: ["id"] })
 
 const user = (id: number): User => ({ id, email: `alice${id}@example.com`, password: `hunter2-${id}` })
-
-interface Captured {
-  readonly level: string
-  readonly message: string
-  readonly annotations: Record<string, unknown>
-}
-
-/** Runs `body` with a logger that records every log line (the engine's fibers inherit it). */
-const capturing = <A, E>(body: (logs: Array<Captured>) => Effect.Effect<A, E>) => {
-  const logs: Array<Captured> = []
-  const logger = Logger.make(({ logLevel, message, annotations }) => {
-    logs.push({
-      level: logLevel.label,
-      message: (Array.isArray(message) ? message : [message]).map(String).join(" "),
-      annotations: Object.fromEntries(HashMap.toEntries(annotations))
-    })
-  })
-  return body(logs).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
-}
 
 describe("logs", () => {
   it.effect(

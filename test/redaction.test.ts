@@ -5,13 +5,13 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, ConfigError, ConfigProvider, Effect, HashMap, Logger, Schema, Stream } from "effect"
+import { Chunk, ConfigError, ConfigProvider, Effect, Schema, Stream } from "effect"
 import { BatchExecutor, BatchFlowConfig, BatchFlowError, Target } from "effect-batchflow"
 import * as Conflict from "effect-batchflow/Conflict"
 import * as Mysql from "effect-batchflow/Mysql"
 import * as Sql from "effect-batchflow/Sql"
 import * as Table from "effect-batchflow/Table"
-import { startFlow } from "./helpers-engine.js"
+import { capturing, startFlow } from "./helpers-engine.js"
 import { mysqlClient, recreate, runFlow } from "./sql-helpers.js"
 
 const User = Schema.Struct({
@@ -33,25 +33,6 @@ const user = (id: number): User => ({
 /** Every value of the rows as text: none may appear where row values must not. */
 const valuesOf = (rows: ReadonlyArray<User>): ReadonlyArray<string> =>
   rows.flatMap((row) => [String(row.id), row.name, row.email, row.password])
-
-interface Captured {
-  readonly level: string
-  readonly message: string
-  readonly annotations: Record<string, unknown>
-}
-
-/** Runs `body` with a logger that records every log line (the engine's fibers inherit it). */
-const capturing = <A, E, R>(body: (logs: Array<Captured>) => Effect.Effect<A, E, R>) => {
-  const logs: Array<Captured> = []
-  const logger = Logger.make(({ logLevel, message, annotations }) => {
-    logs.push({
-      level: logLevel.label,
-      message: (Array.isArray(message) ? message : [message]).map(String).join(" "),
-      annotations: Object.fromEntries(HashMap.toEntries(annotations))
-    })
-  })
-  return body(logs).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
-}
 
 /** Submits `rows`, closes the flow and returns its log lines and failures. */
 const failWith = (
