@@ -330,7 +330,8 @@ export const targetFailures = counter(
 /**
  * Rows per generated operation, by `backend`, `operation` and `kind` (`input`: rows given,
  * `output`: rows after dedupe/coalescing). One pair of samples per attempt, from `reportOperation`;
- * a third, `kind=commands` (commands generated), when the report counts them (Redis does).
+ * a third, `kind=commands` (commands or statements generated), when the report counts them (both
+ * built-in backends do).
  *
  * @since 0.1.0
  * @category metrics

@@ -33,6 +33,15 @@ describe("SQL executor metrics", () => {
       expect(histogram("batchflow_sql_generated_rows", { ...tags, kind: "input" }).sum).toBe(10)
       expect(histogram("batchflow_sql_generated_rows", { ...tags, kind: "output" }).sum).toBe(8)
       expect(histogram("batchflow_sql_generated_args", tags).sum).toBe(16)
+      // One statement for the batch.
+      expect(
+        histogram("batchflow_operation_generated_items", {
+          ...tags,
+          backend: "sql",
+          operation: "upsert",
+          kind: "commands"
+        })
+      ).toMatchObject({ count: 1, sum: 1 })
       expect(
         counter("batchflow_sql_deduplicated_rows_total", { ...tags, strategy: "update", kind: "merged" })
       ).toBe(2)

@@ -143,6 +143,7 @@ export const make = (
           operation: target.conflict._tag === "None" ? "insert" : "upsert",
           inputRows: planned.dedupe.rowsIn,
           outputRows: planned.dedupe.rowsOut,
+          commands: statements.length,
           args: statements.reduce((n, statement) => n + statement.params.length, 0),
           dedupe: {
             strategy: Conflict.mode(target.conflict),
