@@ -95,3 +95,13 @@ export const report = (
   console.log(`\npeak RSS: ${Math.max(...samples.map((s) => s.peakRssMiB)).toFixed(0)} MiB`)
   if (json !== undefined) writeFileSync(json, JSON.stringify({ title, samples, summary }, null, 2))
 }
+
+/** The flow configuration of W1 (../shared/design/BENCH.md), for every backend. */
+export const w1Config = {
+  bufferSize: 10_000,
+  flushSize: 500,
+  flushInterval: "50 millis",
+  concurrency: 4,
+  retry: { maxAttempts: 3, backoffBase: "20 millis", maxBackoff: "500 millis" },
+  timeout: "5 seconds"
+} as const

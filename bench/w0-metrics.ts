@@ -15,8 +15,8 @@ import { Effect, Layer, Option } from "effect"
 import { BatchExecutor, BatchFlow } from "effect-batchflow"
 import * as BatchFlowMetrics from "effect-batchflow/BatchFlowMetrics"
 import { EngineObserver, type Observer } from "effect-batchflow/internal/observer"
-import { type BenchRow, parseArgs, report, type Sample, time } from "./util.js"
-import { config, Events, makeRow, PRODUCERS } from "./w0-workload.js"
+import { parseArgs, report, type Sample, time } from "./util.js"
+import { config, produce } from "./w0-workload.js"
 
 type Observability = "metrics off" | "metrics on" | "metrics off, tracer off"
 
@@ -26,33 +26,16 @@ const runFlow = (
   observability: Observability
 ): Promise<number> => {
   const memory = BatchExecutor.memory({ keepRows: false })
-  const per = Math.floor(rows / PRODUCERS)
-  const producer = (p: number) =>
-    Effect.gen(function* () {
-      const flow = yield* BatchFlow.BatchFlow
-      const first = p * per
-      if (mode === "submit") {
-        for (let i = first; i < first + per; i++) yield* flow.submit(Events, makeRow(i + 1))
-      } else {
-        for (let i = first; i < first + per; i += 500) {
-          const chunk: Array<BenchRow> = []
-          for (let j = i; j < Math.min(i + 500, first + per); j++) chunk.push(makeRow(j + 1))
-          yield* flow.submitAll(Events, chunk)
-        }
-      }
-    })
   const base = BatchFlow.layer(config).pipe(Layer.provide(BatchExecutor.layerMemory(memory)))
   const flowLayer =
     observability === "metrics on"
       ? base.pipe(Layer.provide(BatchFlowMetrics.layer({ database: "bench", instanceId: "w0" })))
       : base
-  const program = Effect.forEach([0, 1, 2, 3], producer, { concurrency: "unbounded", discard: true }).pipe(
-    Effect.provide(flowLayer)
-  )
+  const program = produce(rows, mode).pipe(Effect.provide(flowLayer))
   const run = observability === "metrics off, tracer off" ? Effect.withTracerEnabled(program, false) : program
-  return Effect.runPromise(run).then(() => {
-    if (memory.rowCount() !== per * PRODUCERS) {
-      throw new Error(`integrity: ${memory.rowCount()} rows written, expected ${per * PRODUCERS}`)
+  return Effect.runPromise(run).then((submitted) => {
+    if (memory.rowCount() !== submitted) {
+      throw new Error(`integrity: ${memory.rowCount()} rows written, expected ${submitted}`)
     }
     return memory.rowCount()
   })

@@ -1,6 +1,6 @@
 /** The W0 workload shared by bench/w0.ts and bench/w0-metrics.ts (../shared/design/BENCH.md). */
-import { Schema } from "effect"
-import { Target } from "effect-batchflow"
+import { Effect, Schema } from "effect"
+import { BatchFlow, Target } from "effect-batchflow"
 import type { BenchRow } from "./util.js"
 
 export const Events = Target.make("bench_events", {
@@ -31,3 +31,39 @@ export const config = {
   concurrency: 4,
   retry: { maxAttempts: 3, backoffBase: "20 millis", maxBackoff: "500 millis" }
 } as const
+
+/**
+ * The W0 producers: `PRODUCERS` fibers, each submitting its share of `rows` one `submit` at a time
+ * or in `submitAll` arrays of 500. Returns how many rows they submitted.
+ */
+export const produce = (
+  rows: number,
+  mode: "submit" | "submitAll"
+): Effect.Effect<number, never, BatchFlow.BatchFlow> => {
+  const per = Math.floor(rows / PRODUCERS)
+  const producer = (p: number) =>
+    Effect.gen(function* () {
+      const flow = yield* BatchFlow.BatchFlow
+      const first = p * per
+      if (mode === "submit") {
+        for (let i = first; i < first + per; i++) yield* flow.submit(Events, makeRow(i + 1))
+      } else {
+        for (let i = first; i < first + per; i += 500) {
+          const chunk: Array<BenchRow> = []
+          for (let j = i; j < Math.min(i + 500, first + per); j++) chunk.push(makeRow(j + 1))
+          yield* flow.submitAll(Events, chunk)
+        }
+      }
+    }).pipe(Effect.orDie)
+  return Effect.as(
+    Effect.forEach(
+      Array.from({ length: PRODUCERS }, (_, p) => p),
+      producer,
+      {
+        concurrency: "unbounded",
+        discard: true
+      }
+    ),
+    per * PRODUCERS
+  )
+}

@@ -11,31 +11,16 @@
 import { Effect, Layer } from "effect"
 import { BatchExecutor, BatchFlow } from "effect-batchflow"
 import { type BenchRow, parseArgs, report, type Sample, time } from "./util.js"
-import { config, Events, makeRow, PRODUCERS } from "./w0-workload.js"
+import { config, makeRow, PRODUCERS, produce } from "./w0-workload.js"
 
 const runFlow = (rows: number, mode: "submit" | "submitAll"): Promise<number> => {
   const memory = BatchExecutor.memory({ keepRows: false })
-  const per = Math.floor(rows / PRODUCERS)
-  const producer = (p: number) =>
-    Effect.gen(function* () {
-      const flow = yield* BatchFlow.BatchFlow
-      const first = p * per
-      if (mode === "submit") {
-        for (let i = first; i < first + per; i++) yield* flow.submit(Events, makeRow(i + 1))
-      } else {
-        for (let i = first; i < first + per; i += 500) {
-          const chunk: Array<BenchRow> = []
-          for (let j = i; j < Math.min(i + 500, first + per); j++) chunk.push(makeRow(j + 1))
-          yield* flow.submitAll(Events, chunk)
-        }
-      }
-    })
-  const program = Effect.forEach([0, 1, 2, 3], producer, { concurrency: "unbounded", discard: true }).pipe(
+  const program = produce(rows, mode).pipe(
     Effect.provide(BatchFlow.layer(config).pipe(Layer.provide(BatchExecutor.layerMemory(memory))))
   )
-  return Effect.runPromise(program).then(() => {
-    if (memory.rowCount() !== per * PRODUCERS) {
-      throw new Error(`integrity: ${memory.rowCount()} rows written, expected ${per * PRODUCERS}`)
+  return Effect.runPromise(program).then((submitted) => {
+    if (memory.rowCount() !== submitted) {
+      throw new Error(`integrity: ${memory.rowCount()} rows written, expected ${submitted}`)
     }
     return memory.rowCount()
   })

@@ -22,7 +22,7 @@ import { Effect, ManagedRuntime } from "effect"
 import { BatchFlow } from "effect-batchflow"
 import * as Redis from "effect-batchflow/Redis"
 import { Redis as IORedis } from "ioredis"
-import { parseArgs, report, type Sample, time } from "./util.js"
+import { parseArgs, report, type Sample, time, w1Config } from "./util.js"
 
 const args = parseArgs(process.argv.slice(2), {
   rows: 200_000,
@@ -35,15 +35,6 @@ let N = args.rows
 const PRODUCERS = 4
 const BATCH = 500
 const IN_FLIGHT = 4
-
-const flowConfig = {
-  bufferSize: 10_000,
-  flushSize: 500,
-  flushInterval: "50 millis",
-  concurrency: 4,
-  retry: { maxAttempts: 3, backoffBase: "20 millis", maxBackoff: "500 millis" },
-  timeout: "5 seconds"
-} as const
 
 const Users = Redis.set("bench")
 
@@ -127,7 +118,7 @@ const batchflow = (runtime: ClientRuntime, fusion: boolean, statsOut: Array<Redi
     const stats = yield* flow.stats
     if (stats.committed !== N) throw new Error(`batchflow: ${stats.committed} rows committed, expected ${N}`)
     statsOut.push(yield* executor.stats)
-  }).pipe(Effect.provide(Redis.layer({ ...flowConfig, fusion })))
+  }).pipe(Effect.provide(Redis.layer({ ...w1Config, fusion })))
   return runtime.runPromise(program).then(() => N)
 }
 

@@ -34,7 +34,7 @@ import * as Sqlite from "effect-batchflow/Sqlite"
 import * as Table from "effect-batchflow/Table"
 import * as mysql2 from "mysql2/promise"
 import pg from "pg"
-import { type BenchRow, parseArgs, report, type Sample } from "./util.js"
+import { type BenchRow, parseArgs, report, type Sample, w1Config } from "./util.js"
 
 /** The little of better-sqlite3 the baseline uses (the package ships no types; @types is not a dependency). */
 interface RawStatement {
@@ -72,15 +72,6 @@ const columns = Schema.Struct({
   amount: Schema.Number,
   created_at: Schema.String
 })
-
-const flowConfig = {
-  bufferSize: 10_000,
-  flushSize: 500,
-  flushInterval: "50 millis",
-  concurrency: 4,
-  retry: { maxAttempts: 3, backoffBase: "20 millis", maxBackoff: "500 millis" },
-  timeout: "5 seconds"
-} as const
 
 type Backend = "pg" | "mysql" | "sqlite"
 
@@ -124,8 +115,8 @@ const pgSetup = (): Setup => {
   return {
     table,
     ddl: ddlFor(table, "DOUBLE PRECISION"),
-    client: PgClient.layer({ url: Redacted.make(pgUrl), maxConnections: flowConfig.concurrency }),
-    flow: Postgres.layer(flowConfig),
+    client: PgClient.layer({ url: Redacted.make(pgUrl), maxConnections: w1Config.concurrency }),
+    flow: Postgres.layer(w1Config),
     executor: Postgres.makeExecutor(),
     prepare: Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe("CREATE SCHEMA IF NOT EXISTS bench_w1")),
     raw: {
@@ -169,8 +160,8 @@ const mysqlSetup = (): Setup => {
   return {
     table,
     ddl: ddlFor(table, "DOUBLE"),
-    client: MysqlClient.layer({ url: Redacted.make(mysqlUrl), maxConnections: flowConfig.concurrency }),
-    flow: Mysql.layer(flowConfig),
+    client: MysqlClient.layer({ url: Redacted.make(mysqlUrl), maxConnections: w1Config.concurrency }),
+    flow: Mysql.layer(w1Config),
     executor: Mysql.makeExecutor(),
     prepare: Effect.flatMap(SqlClient.SqlClient, (sql) =>
       sql.unsafe("CREATE DATABASE IF NOT EXISTS bench_w1")
@@ -211,7 +202,7 @@ const sqliteSetup = (): Setup => {
     table,
     ddl,
     client: SqliteClient.layer({ filename: flowFile }),
-    flow: Sqlite.layer(flowConfig),
+    flow: Sqlite.layer(w1Config),
     executor: Sqlite.makeExecutor(),
     prepare: Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe("PRAGMA synchronous = NORMAL")),
     raw: {
