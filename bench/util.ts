@@ -1,5 +1,5 @@
 /** Shared pieces of the benchmarks: argument parsing, timing, and the report with median and min–max. */
-import { writeFileSync } from "node:fs"
+import { readFileSync, writeFileSync } from "node:fs"
 
 export interface BenchRow {
   readonly id: number
@@ -16,6 +16,41 @@ export interface Sample {
   readonly millis: number
   readonly rowsPerSecond: number
   readonly peakRssMiB: number
+  /** CPU time of this Node process per row, in µs (user + system). */
+  readonly nodeCpuUs?: number
+  /** CPU time of the whole machine per row, in µs (every core, every process: the database servers too). */
+  readonly machineCpuUs?: number
+}
+
+/** Busy jiffies of all cores (from /proc/stat; 0 where there is none) and this process's CPU time. */
+export interface CpuMark {
+  readonly node: NodeJS.CpuUsage
+  readonly busyJiffies: number
+}
+
+const busyJiffies = (): number => {
+  try {
+    const fields = readFileSync("/proc/stat", "utf8")
+      .split("\n", 1)[0]!
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number)
+    // user nice system idle iowait irq softirq steal: busy = all but idle and iowait
+    return fields.slice(0, 8).reduce((sum, n, i) => (i === 3 || i === 4 ? sum : sum + n), 0)
+  } catch {
+    return 0
+  }
+}
+
+export const cpuMark = (): CpuMark => ({ node: process.cpuUsage(), busyJiffies: busyJiffies() })
+
+/** CPU per row since `mark`, for a sample. Jiffies are 10 ms on Linux. */
+export const cpuPerRow = (mark: CpuMark, rows: number): Pick<Sample, "nodeCpuUs" | "machineCpuUs"> => {
+  const node = process.cpuUsage(mark.node)
+  const machine = (busyJiffies() - mark.busyJiffies) * 10_000
+  const nodeCpuUs = (node.user + node.system) / rows
+  return machine > 0 ? { nodeCpuUs, machineCpuUs: machine / rows } : { nodeCpuUs }
 }
 
 export const parseArgs = <T extends Record<string, number | string | undefined>>(
@@ -37,6 +72,7 @@ export const parseArgs = <T extends Record<string, number | string | undefined>>
 
 export const time = async (variant: string, run: number, body: () => Promise<number>): Promise<Sample> => {
   globalThis.gc?.()
+  const mark = cpuMark()
   const start = performance.now()
   const rows = await body()
   const millis = performance.now() - start
@@ -46,7 +82,8 @@ export const time = async (variant: string, run: number, body: () => Promise<num
     rows,
     millis,
     rowsPerSecond: rows / (millis / 1000),
-    peakRssMiB: process.resourceUsage().maxRSS / 1024
+    peakRssMiB: process.resourceUsage().maxRSS / 1024,
+    ...cpuPerRow(mark, rows)
   }
 }
 
@@ -69,8 +106,15 @@ export const report = (
   const variants = [...new Set(samples.map((s) => s.variant))]
   const runsOf = (v: string) => samples.filter((s) => s.variant === v)
   console.log(`\n${title}: ${runsOf(variants[0]!).length} runs, ${samples[0]?.rows ?? 0} rows each\n`)
-  console.log("| variant | median rows/s | min | max | ratio to baseline (median, min–max) |")
-  console.log("|---|---:|---:|---:|---:|")
+  const withCpu = samples.some((s) => s.nodeCpuUs !== undefined)
+  const cpuOf = (runs: ReadonlyArray<Sample>, pick: (s: Sample) => number | undefined) => {
+    const values = runs.map(pick).filter((x): x is number => x !== undefined)
+    return values.length === 0 ? "–" : median(values).toFixed(2)
+  }
+  console.log(
+    `| variant | median rows/s | min | max | ratio to baseline (median, min–max) |${withCpu ? " Node CPU µs/row | machine CPU µs/row |" : ""}`
+  )
+  console.log(`|---|---:|---:|---:|---:|${withCpu ? "---:|---:|" : ""}`)
   const summary = variants.map((v) => {
     const runs = runsOf(v)
     const rates = runs.map((s) => s.rowsPerSecond)
@@ -88,7 +132,9 @@ export const report = (
       ratioMax: Math.max(...ratios)
     }
     console.log(
-      `| ${v} | ${fmt(row.median)} | ${fmt(row.min)} | ${fmt(row.max)} | ${row.ratio.toFixed(2)} (${row.ratioMin.toFixed(2)}–${row.ratioMax.toFixed(2)}) |`
+      `| ${v} | ${fmt(row.median)} | ${fmt(row.min)} | ${fmt(row.max)} | ${row.ratio.toFixed(2)} (${row.ratioMin.toFixed(2)}–${row.ratioMax.toFixed(2)}) |${
+        withCpu ? ` ${cpuOf(runs, (s) => s.nodeCpuUs)} | ${cpuOf(runs, (s) => s.machineCpuUs)} |` : ""
+      }`
     )
     return row
   })

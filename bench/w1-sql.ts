@@ -34,7 +34,7 @@ import * as Sqlite from "effect-batchflow/Sqlite"
 import * as Table from "effect-batchflow/Table"
 import * as mysql2 from "mysql2/promise"
 import pg from "pg"
-import { type BenchRow, parseArgs, report, type Sample, w1Config } from "./util.js"
+import { type BenchRow, cpuMark, cpuPerRow, parseArgs, report, type Sample, w1Config } from "./util.js"
 
 /** The little of better-sqlite3 the baseline uses (the package ships no types; @types is not a dependency). */
 interface RawStatement {
@@ -336,7 +336,9 @@ const runBackend = async (backend: Backend, rows: number, runs: number): Promise
     const order = r % 2 === 0 ? names : [...names].reverse()
     for (const name of order) {
       globalThis.gc?.()
-      // Each variant returns the milliseconds of its clock (setup and checks are outside it).
+      // Each variant returns the milliseconds of its clock (setup and checks are outside it). CPU is
+      // counted around the whole variant, so it includes the small recreate and verify steps.
+      const mark = cpuMark()
       const millis = await variants[name]!(rows)
       samples.push({
         variant: name,
@@ -344,7 +346,8 @@ const runBackend = async (backend: Backend, rows: number, runs: number): Promise
         rows,
         millis,
         rowsPerSecond: rows / (millis / 1000),
-        peakRssMiB: process.resourceUsage().maxRSS / 1024
+        peakRssMiB: process.resourceUsage().maxRSS / 1024,
+        ...cpuPerRow(mark, rows)
       })
     }
   }
