@@ -1,9 +1,9 @@
 /**
  * W1 Redis (see ../shared/design/BENCH.md): `SET bench:<id> user-<id>` for id 1..N.
  *
- * - `batchflow` — 4 producer fibers, per-row `submit` to a `Redis.set` target; buffer 10,000,
- *   flushSize 500, flushInterval 50 ms, concurrency 4, retry on (3 attempts, 20 ms, max 500 ms),
- *   timeout 5 s. Plain SETs are fused into one MSET per batch (the default).
+ * - `batchflow` — 4 producer fibers taking ids from one shared counter, per-row `submit` to a
+ *   `Redis.set` target; buffer 10,000, flushSize 500, flushInterval 50 ms, concurrency 4, retry on
+ *   (3 attempts, 20 ms, max 500 ms), timeout 5 s. Plain SETs are fused into one MSET per batch (the default).
  * - `batchflow-nofusion` — the same with `fusion: false`: one pipeline of 500 SETs per batch.
  * - `raw-pipeline` (the baseline) — ioredis `pipeline()` of 500 SETs, 4 pipelines in flight.
  * - `raw-mset` (for reference) — ioredis MSET of 500 pairs, 4 in flight.
@@ -102,16 +102,20 @@ const rawMset = (redis: IORedis) =>
 type ClientRuntime = ManagedRuntime.ManagedRuntime<Redis.RedisClient, Redis.RedisConnectionError>
 
 const batchflow = (runtime: ClientRuntime, fusion: boolean, statsOut: Array<Redis.Stats>) => {
-  const per = Math.ceil(N / PRODUCERS)
-  const producer = (p: number) =>
-    Effect.gen(function* () {
-      const flow = yield* BatchFlow.BatchFlow
-      const first = p * per + 1
-      const last = Math.min(first + per - 1, N)
-      for (let id = first; id <= last; id++) yield* flow.submit(Users, { key: keyOf(id), value: userOf(id) })
-    })
+  // One counter shared by the producers: rows reach the flow in id order, as the baselines send them.
+  let next = 1
+  const producer = Effect.gen(function* () {
+    const flow = yield* BatchFlow.BatchFlow
+    while (next <= N) {
+      const id = next++
+      yield* flow.submit(Users, { key: keyOf(id), value: userOf(id) })
+    }
+  })
   const program = Effect.gen(function* () {
-    yield* Effect.forEach([0, 1, 2, 3], producer, { concurrency: "unbounded", discard: true })
+    yield* Effect.all(
+      Array.from({ length: PRODUCERS }, () => producer),
+      { concurrency: "unbounded", discard: true }
+    )
     const flow = yield* BatchFlow.BatchFlow
     const executor = yield* Redis.RedisExecutor
     yield* flow.close

@@ -46,7 +46,7 @@ const flags = {
   producers: integer("producers").pipe(
     Options.withDefault(String(defaults.producers)),
     Options.withDescription(
-      `Producer fibers, each submitting its share of the rows one submit at a time. Default ${defaults.producers}.`
+      `Producer fibers, taking ids from one shared counter and submitting one row at a time. Default ${defaults.producers}.`
     )
   ),
   flushSize: integer("flush-size").pipe(

@@ -96,7 +96,7 @@ export interface BenchSpec {
   readonly backend: BackendName
   /** Rows per measured run. */
   readonly rows: number
-  /** Producer fibers; each submits its share of the ids, one `submit` per row (or `submitAll`). */
+  /** Producer fibers; they take ids from one shared counter, one `submit` per row (or `submitAll`). */
   readonly producers: number
   readonly flushSize: number
   readonly flushInterval: Duration.Duration
