@@ -2,10 +2,16 @@
  * The engine: submit → buffer → flush → group → execute → acknowledge.
  *
  * Rows move as plain arrays and Effect is paid per batch, not per row (measurements in
- * docs/development/architecture.md): `submit` is one `Effect.suspend` that validates and pushes onto
- * parallel arrays; the consumer fiber takes up to `flushSize` rows at a time, groups them by target
- * and forks one fiber per group, which waits for earlier groups holding the same keys, takes a
- * semaphore permit and runs the executor with retry and a per-attempt timeout.
+ * docs/development/architecture.md): `submit` is one `Effect.withFiberRuntime` that validates and
+ * writes the row into a slot of the ring buffer; each of the `concurrency` workers takes up to
+ * `flushSize` rows at a time, groups them by target (forking only when a batch holds several
+ * targets), waits for earlier groups holding the same keys, and runs the executor with retry and a
+ * per-attempt timeout.
+ *
+ * This class is the data path, each step in one place; what stands on its own lives beside it: the
+ * ring of buffered rows (buffer.ts), pending `flush` calls (flushRequests.ts), groups and parts
+ * (group.ts), same-key ordering (ordering.ts), the attempts of one executor call (attempt.ts),
+ * settlement, which commits or reports every row (settle.ts), and the close timeout (close.ts).
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -17,62 +23,30 @@ import * as Fiber from "effect/Fiber"
 import type * as FiberId from "effect/FiberId"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Tracer from "effect/Tracer"
-import { BatchExecutor, isPartial, type Partial } from "../BatchExecutor.js"
+import { BatchExecutor, isPartial } from "../BatchExecutor.js"
 import type { Stats } from "../BatchFlow.js"
 import type { BatchFlowConfig } from "../BatchFlowConfig.js"
-import { AttemptTimeout, BatchFailure, BatchFlowClosed, type InvalidRow } from "../BatchFlowError.js"
+import { type BatchFailure, BatchFlowClosed, type InvalidRow } from "../BatchFlowError.js"
 import * as Retry from "../Retry.js"
 import type * as Target from "../Target.js"
+import { Attempts } from "./attempt.js"
 import { RowBuffer } from "./buffer.js"
+import { closeTimeoutMessage, closeTimeoutReason, drainWorkers, engineFailureReason } from "./close.js"
+import { awaitGroups, FlushRequests } from "./flushRequests.js"
+import { type Ack, type Classified, type Group, makeGroup, type Part, slicePart } from "./group.js"
 import { EngineObserver, type FlushTrigger, noop as noopObserver, type Observer } from "./observer.js"
+import { KeyOrdering } from "./ordering.js"
 import * as Redact from "./redact.js"
-import { timeoutFail } from "./timeout.js"
+import { Settlement } from "./settle.js"
 import { withIndex, withValue } from "./validate.js"
 
-type Ack = Deferred.Deferred<void, BatchFailure>
 type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-
-interface Classified {
-  readonly error: unknown
-  readonly classification: Retry.Classification
-}
-
-/** Rows written by one executor call (with retries): a whole group, or a part of it being isolated. */
-interface Part {
-  readonly rows: ReadonlyArray<unknown>
-  readonly acks: ReadonlyArray<Ack | undefined> | undefined
-  attempts: number
-  /** When the first attempt started (clock millis). */
-  startedAt: number
-}
-
-/** One target's rows of one flush: one executor call, unless a row-level error splits it. */
-interface Group extends Part {
-  readonly target: Target.Any
-  readonly done: Deferred.Deferred<void>
-  /** Earlier unfinished groups of the same target that hold some of this group's keys. */
-  deps: ReadonlyArray<Group>
-  /** Whether this group's keys are registered in its target's key map. */
-  keyed: boolean
-  /** Parts taken for writing and not yet committed or reported. */
-  readonly open: Set<Part>
-  /** Whether an executor call of this group failed or returned a Partial, or rows were reported unrun. */
-  failed: boolean
-}
 
 /** At most this many submitters' spans are linked from one flush span (OpenTelemetry's default limit). */
 const maxSpanLinks = 128
-
-/** With `logRowValues`, a final failure's log line shows at most this many of its rows. */
-const loggedRows = 3
-
-const closeTimeoutReason: Retry.Classification = { retryable: false, reason: "close_timeout" }
-const defectReason: Retry.Classification = { retryable: false, reason: "defect" }
-const engineFailureReason: Retry.Classification = { retryable: false, reason: "engine_failure" }
 
 /** @internal */
 export class Engine {
@@ -82,27 +56,17 @@ export class Engine {
   private closeStarted = false
   private accepted = 0
   private dispatched = 0
-  private committed = 0
-  private failed = 0
-  private retries = 0
-  private droppedFailures = 0
 
-  /** Signals the consumer once the buffer holds `wakeAt` rows, or on flush/close. */
+  /** Signals the waiting workers once the buffer holds `wakeAt` rows, or on flush/close. */
   private wake: Deferred.Deferred<void> | undefined = undefined
   private wakeAt = 1
   /** Signals submitters waiting for room in the buffer. */
   private space: Deferred.Deferred<void> | undefined = undefined
-  private flushWaiters: Array<{
-    readonly mark: number
-    readonly deferred: Deferred.Deferred<ReadonlyArray<Group>>
-  }> = []
+  private readonly flushRequests: FlushRequests
   private readonly inFlight = new Set<Group>()
-  /** Per ordered target: key → the latest unfinished group holding it. */
-  private readonly keyOwners = new Map<Target.Any, Map<unknown, Group>>()
-  /** Per ordered target: its groups taken and not finished. */
-  private readonly active = new Map<Target.Any, Set<Group>>()
-  private readonly classify: (error: unknown) => Retry.Classification
-  private readonly retrySchedule: Schedule.Schedule<unknown, Classified>
+  private readonly keys = new KeyOrdering()
+  private readonly attempts: Attempts
+  private readonly settlement: Settlement
   private workers: ReadonlyArray<Fiber.RuntimeFiber<void>> = []
   /** When the current partial batch started filling: the flush interval is counted from here. */
   private batchStart: number | undefined = undefined
@@ -115,7 +79,7 @@ export class Engine {
 
   constructor(
     private readonly config: BatchFlowConfig,
-    private readonly executor: BatchExecutor,
+    executor: BatchExecutor,
     userRules: ReadonlyArray<Retry.Rule>,
     private readonly semaphore: Effect.Semaphore,
     private readonly failureBox: Mailbox.Mailbox<BatchFailure>,
@@ -124,14 +88,16 @@ export class Engine {
     private readonly observer: Observer,
     private readonly clock: Clock.Clock,
     /** Executor calls taking at least this long (retries included) are logged as a warning. */
-    private readonly slowBatchMillis: number
+    slowBatchMillis: number
   ) {
-    this.classify = Retry.classifyWith([...userRules, ...executor.rules, Retry.engineRule])
-    this.retrySchedule = Schedule.mapInput(Retry.schedule(config.retry), (c: Classified) => c.classification)
+    const classify = Retry.classifyWith([...userRules, ...executor.rules, Retry.engineRule])
     this.buffer = new RowBuffer(config.bufferSize)
     this.ordering = config.concurrency > 1
     this.intervalMillis = Duration.toMillis(config.flushInterval)
     this.redaction = Redact.make(config)
+    this.flushRequests = new FlushRequests(fiberId)
+    this.attempts = new Attempts(config, executor, classify, observer, clock, slowBatchMillis)
+    this.settlement = new Settlement(observer, clock, classify, failureBox, this.redaction)
   }
 
   private get size(): number {
@@ -285,10 +251,6 @@ export class Engine {
 
   // ---------------------------------------------------------------- flush triggers (the workers)
 
-  private get flushRequested(): boolean {
-    return this.flushWaiters.length > 0
-  }
-
   /**
    * One of `concurrency` workers: waits for a trigger (a full batch, the interval, a flush request or
    * close), takes up to `flushSize` rows and writes them, then loops; ends once closed and drained.
@@ -325,7 +287,7 @@ export class Engine {
     }
     if (size >= this.config.flushSize) return "size"
     if (this.closing) return "close"
-    if (this.flushRequested) return "manual"
+    if (this.flushRequests.pending) return "manual"
     // A submitter waiting for room also makes the partial batch go now rather than after the interval.
     if (this.space !== undefined) return "backpressure"
     this.batchStart ??= now
@@ -356,8 +318,8 @@ export class Engine {
     this.dispatched += n
     this.signalSpace()
 
-    const groups = grouped.map((g) => this.makeGroup(g.target, g.rows, g.acks))
-    this.resolveFlushWaiters()
+    const groups = grouped.map((g) => this.startGroup(g.target, g.rows, g.acks))
+    this.flushRequests.resolve(this.dispatched, this.inFlight)
     const assembleMillis = Number(this.clock.unsafeCurrentTimeNanos() - assembleStart) / 1e6
     this.observer.batchTaken({
       trigger,
@@ -419,90 +381,16 @@ export class Engine {
     )
   }
 
-  private makeGroup(
+  /** A group of the batch just taken: ordered after earlier same-key groups, and counted in flight. */
+  private startGroup(
     target: Target.Any,
     rows: ReadonlyArray<unknown>,
     acks: ReadonlyArray<Ack | undefined> | undefined
   ): Group {
-    const group: Group = {
-      target,
-      rows,
-      acks,
-      done: Deferred.unsafeMake<void>(this.fiberId),
-      deps: [],
-      keyed: false,
-      attempts: 0,
-      startedAt: 0,
-      open: new Set(),
-      failed: false
-    }
-    // Open from the start: a group interrupted while it waits for an earlier same-key group is
-    // still reported.
-    group.open.add(group)
-    if (this.ordering && target.ordered) this.order(group)
+    const group = makeGroup(target, rows, acks, this.fiberId)
+    if (this.ordering && target.ordered) this.keys.order(group)
     this.inFlight.add(group)
     return group
-  }
-
-  /** Same-key ordering: a group waits for the earlier unfinished groups that hold any of its keys. */
-  /**
-   * Keys are registered lazily: a group taken while no other group of its target is running needs no
-   * bookkeeping (its keys are registered only if a second group arrives while it still runs). With a
-   * fast executor that is most groups.
-   */
-  private order(group: Group): void {
-    let active = this.active.get(group.target)
-    if (active === undefined) {
-      active = new Set()
-      this.active.set(group.target, active)
-    }
-    if (active.size > 0) {
-      for (const running of active) if (!running.keyed) this.registerKeys(running)
-      this.registerKeys(group)
-    }
-    active.add(group)
-  }
-
-  private registerKeys(group: Group): void {
-    let owners = this.keyOwners.get(group.target)
-    if (owners === undefined) {
-      owners = new Map()
-      this.keyOwners.set(group.target, owners)
-    }
-    const keyOf = group.target.keyOf as (row: unknown) => unknown
-    let deps: Set<Group> | undefined
-    for (const row of group.rows) {
-      const key = keyOf(row)
-      if (key === undefined) continue
-      const owner = owners.get(key)
-      if (owner !== undefined && owner !== group) {
-        deps ??= new Set()
-        deps.add(owner)
-      }
-      owners.set(key, group)
-    }
-    group.keyed = true
-    if (deps !== undefined) group.deps = Array.from(deps)
-  }
-
-  private releaseKeys(group: Group): void {
-    const owners = this.keyOwners.get(group.target)
-    if (owners === undefined) return
-    const keyOf = group.target.keyOf as (row: unknown) => unknown
-    for (const row of group.rows) {
-      const key = keyOf(row)
-      if (key !== undefined && owners.get(key) === group) owners.delete(key)
-    }
-  }
-
-  private resolveFlushWaiters(): void {
-    if (this.flushWaiters.length === 0) return
-    const snapshot = Array.from(this.inFlight)
-    this.flushWaiters = this.flushWaiters.filter((waiter) => {
-      if (waiter.mark > this.dispatched) return true
-      Deferred.unsafeDone(waiter.deferred, Exit.succeed(snapshot))
-      return false
-    })
   }
 
   // ---------------------------------------------------------------- execute → acknowledge
@@ -518,13 +406,16 @@ export class Engine {
           const classified: Classified | undefined = Exit.isSuccess(exit)
             ? undefined
             : Exit.isInterrupted(exit)
-              ? { error: this.closeTimeoutMessage("batch"), classification: closeTimeoutReason }
+              ? {
+                  error: closeTimeoutMessage(this.config.closeTimeout, "batch"),
+                  classification: closeTimeoutReason
+                }
               : { error: Cause.squash(exit.cause), classification: engineFailureReason }
           const unsettled = classified === undefined ? [] : Array.from(group.open)
           if (unsettled.length > 0) group.failed = true
           group.open.clear()
           return Effect.zipRight(
-            Effect.forEach(unsettled, (part) => this.settleFailure(group.target, part, classified!), {
+            Effect.forEach(unsettled, (part) => this.settlement.failure(group.target, part, classified!), {
               discard: true
             }),
             Effect.sync(() => this.finish(group))
@@ -543,20 +434,20 @@ export class Engine {
   private runPart(group: Group, part: Part): Effect.Effect<void> {
     return Effect.suspend(() => {
       group.open.add(part)
-      return Effect.either(this.semaphore.withPermits(1)(this.attempt(group.target, part)))
+      return Effect.either(this.semaphore.withPermits(1)(this.attempts.run(group.target, part)))
     }).pipe(
       Effect.flatMap((outcome) => {
         group.open.delete(part)
         if (outcome._tag === "Right") {
           if (isPartial(outcome.right) && outcome.right.failed.length > 0) {
             group.failed = true
-            return this.settlePartial(group.target, part, outcome.right)
+            return this.settlement.partial(group.target, part, outcome.right)
           }
-          this.settleSuccess(group.target, part)
+          this.settlement.success(group.target, part)
           return Effect.void
         }
         if (outcome.left.classification.rowLevel === true && part.rows.length > 1) {
-          this.retries += part.attempts - 1
+          this.settlement.splitting(part)
           const mid = part.rows.length >> 1
           const first = slicePart(part, 0, mid)
           const second = slicePart(part, mid, part.rows.length)
@@ -566,201 +457,13 @@ export class Engine {
           return Effect.zipRight(this.runPart(group, first), this.runPart(group, second))
         }
         group.failed = true
-        return this.settleFailure(group.target, part, outcome.left)
+        return this.settlement.failure(group.target, part, outcome.left)
       })
     )
   }
 
-  /** All attempts of one part: retry per the schedule, each attempt under the timeout. */
-  private attempt(target: Target.Any, part: Part): Effect.Effect<void | Partial, Classified> {
-    const timeoutMillis = Duration.toMillis(this.config.timeout)
-    let once: Effect.Effect<void | Partial, unknown> = Effect.suspend(() => {
-      if (part.attempts++ === 0) part.startedAt = this.clock.unsafeCurrentTimeMillis()
-      return this.executor.execute(target, part.rows)
-    })
-    if (Duration.isFinite(this.config.timeout)) {
-      once = timeoutFail(
-        once,
-        this.config.timeout,
-        () => new AttemptTimeout({ target: target.name, timeoutMillis })
-      )
-    }
-    const attemptOnce = once
-    // One span per attempt, a child of the flush span.
-    const traced = Effect.suspend(() =>
-      Effect.withSpan(
-        Effect.onExit(attemptOnce, (exit) => Effect.annotateCurrentSpan(this.attemptOutcome(exit))),
-        "BatchFlow.execute",
-        {
-          attributes: {
-            "batchflow.target": target.name,
-            "batchflow.rows": part.rows.length,
-            "batchflow.attempt": part.attempts + 1
-          },
-          captureStackTrace: false
-        }
-      )
-    )
-    const classified = Effect.catchAllCause(traced, (cause) => {
-      // Errors raised inside a span come wrapped (Effect attaches the span): report the original.
-      const failure = Option.map(Cause.failureOption(cause), Cause.originalError)
-      if (Option.isSome(failure)) {
-        const classification = this.classify(failure.value)
-        this.observer.attemptFailed(
-          target.name,
-          classification.reason,
-          !classification.retryable || part.attempts >= this.config.retry.maxAttempts
-        )
-        return Effect.fail<Classified>({ error: failure.value, classification })
-      }
-      const defect = Option.map(Cause.dieOption(cause), Cause.originalError)
-      if (Option.isSome(defect)) {
-        this.observer.attemptFailed(target.name, defectReason.reason, true)
-        return Effect.fail<Classified>({ error: defect.value, classification: defectReason })
-      }
-      return Effect.interrupt
-    })
-    return Effect.onExit(Effect.retry(classified, this.retrySchedule), (exit) =>
-      this.executed(target, part, exit)
-    )
-  }
-
-  private attemptOutcome(exit: Exit.Exit<unknown, unknown>): Record<string, string> {
-    if (Exit.isSuccess(exit)) {
-      const partial = isPartial(exit.value) && exit.value.failed.length > 0
-      return { "batchflow.outcome": partial ? "partial" : "success" }
-    }
-    const failure = Cause.failureOption(exit.cause)
-    if (Option.isSome(failure)) {
-      const reason = this.classify(Cause.originalError(failure.value)).reason
-      return { "batchflow.outcome": "failure", "batchflow.reason": reason }
-    }
-    return Cause.isInterruptedOnly(exit.cause)
-      ? { "batchflow.outcome": "interrupted" }
-      : { "batchflow.outcome": "failure", "batchflow.reason": defectReason.reason }
-  }
-
-  /** After the last attempt of an executor call: per-call metrics, and a warning when it was slow. */
-  private executed(
-    target: Target.Any,
-    part: Part,
-    exit: Exit.Exit<unknown, Classified>
-  ): Effect.Effect<void> {
-    if (part.attempts === 0) return Effect.void
-    const durationMillis = this.clock.unsafeCurrentTimeMillis() - part.startedAt
-    const status = Exit.isFailure(exit)
-      ? "fail"
-      : isPartial(exit.value) && exit.value.failed.length > 0
-        ? "partial"
-        : "success"
-    const rows = part.rows.length
-    const attempts = part.attempts
-    this.observer.executed({ target: target.name, rows, attempts, durationMillis, status })
-    // Failures are logged as errors when reported; only slow writes that went through warn here.
-    if (status === "fail" || durationMillis < this.slowBatchMillis) return Effect.void
-    return Effect.logWarning(
-      `Writing ${rows} row(s) for target "${target.name}" took ${durationMillis} ms over ${attempts} attempt(s), more than slowBatchThreshold (${this.slowBatchMillis} ms).`
-    ).pipe(Effect.annotateLogs({ target: target.name, rows, attempts, durationMillis, status }))
-  }
-
-  private settleSuccess(target: Target.Any, part: Part): void {
-    this.committed += part.rows.length
-    this.retries += part.attempts - 1
-    this.observer.groupFinished({
-      target: target.name,
-      rows: part.rows.length,
-      attempts: part.attempts,
-      durationMillis: this.clock.unsafeCurrentTimeMillis() - part.startedAt,
-      outcome: "success",
-      reason: ""
-    })
-    if (part.acks !== undefined) {
-      for (const ack of part.acks) if (ack !== undefined) Deferred.unsafeDone(ack, Exit.void)
-    }
-  }
-
-  /** Some rows were written, some not: commit the others, report the failed ones by reason. */
-  private settlePartial(target: Target.Any, part: Part, result: Partial): Effect.Effect<void> {
-    const failedAt = new Map<number, unknown>()
-    for (const { index, error } of result.failed) {
-      if (index >= 0 && index < part.rows.length) failedAt.set(index, error)
-    }
-    const written: Array<number> = []
-    const byReason = new Map<string, { indices: Array<number>; first: Classified }>()
-    for (let i = 0; i < part.rows.length; i++) {
-      if (!failedAt.has(i)) {
-        written.push(i)
-        continue
-      }
-      const error = failedAt.get(i)
-      const classification = this.classify(error)
-      const entry = byReason.get(classification.reason)
-      if (entry === undefined)
-        byReason.set(classification.reason, { indices: [i], first: { error, classification } })
-      else entry.indices.push(i)
-    }
-    this.settleSuccess(target, pickPart(part, written))
-    return Effect.forEach(
-      byReason.values(),
-      ({ indices, first }) => {
-        // The call partly failed: once per reason, like a failed attempt that will not be retried.
-        this.observer.attemptFailed(target.name, first.classification.reason, true)
-        return this.settleFailure(target, pickPart(part, indices), first)
-      },
-      { discard: true }
-    )
-  }
-
-  private settleFailure(target: Target.Any, part: Part, classified: Classified): Effect.Effect<void> {
-    this.retries += Math.max(part.attempts - 1, 0)
-    this.observer.groupFinished({
-      target: target.name,
-      rows: part.rows.length,
-      attempts: part.attempts,
-      durationMillis: part.attempts === 0 ? 0 : this.clock.unsafeCurrentTimeMillis() - part.startedAt,
-      outcome: "failure",
-      reason: classified.classification.reason
-    })
-    return this.reportFailure(target, part.rows, part.acks, part.attempts, classified)
-  }
-
-  private reportFailure(
-    target: Target.Any,
-    rows: ReadonlyArray<unknown>,
-    acks: ReadonlyArray<Ack | undefined> | undefined,
-    attempts: number,
-    classified: Classified
-  ): Effect.Effect<void> {
-    const failure = new BatchFailure({
-      target: target.name,
-      rows,
-      attempts,
-      reason: classified.classification.reason,
-      retryable: classified.classification.retryable,
-      cause: classified.error,
-      detail: Redact.failureDetail(this.redaction, classified.error, rows)
-    })
-    this.failed += rows.length
-    if (acks !== undefined) {
-      const exit = Exit.fail(failure)
-      for (const ack of acks) if (ack !== undefined) Deferred.unsafeDone(ack, exit)
-    }
-    if (!this.failureBox.unsafeOffer(failure)) {
-      this.droppedFailures++
-      this.observer.failureDropped()
-    }
-    // Rows are shown only when asked for, a few of them, sensitive columns redacted.
-    const message = this.redaction.logRowValues
-      ? `${failure.message}\n${Redact.formatRows(rows, this.redaction.isSensitive, loggedRows)}`
-      : failure.message
-    return Effect.logError(message).pipe(
-      Effect.annotateLogs({ target: target.name, reason: failure.reason, rows: rows.length, attempts })
-    )
-  }
-
   private finish(group: Group): void {
-    if (group.keyed) this.releaseKeys(group)
-    this.active.get(group.target)?.delete(group)
+    this.keys.finish(group)
     this.inFlight.delete(group)
     Deferred.unsafeDone(group.done, Exit.void)
     this.observer.depth(this.size, this.inFlight.size)
@@ -771,10 +474,9 @@ export class Engine {
   readonly flush: Effect.Effect<void> = Effect.suspend(() => {
     const mark = this.accepted
     if (mark <= this.dispatched) return awaitGroups(Array.from(this.inFlight))
-    const deferred = Deferred.unsafeMake<ReadonlyArray<Group>>(this.fiberId)
-    this.flushWaiters.push({ mark, deferred })
+    const request = this.flushRequests.add(mark)
     this.signalWake()
-    return Effect.flatMap(Deferred.await(deferred), awaitGroups)
+    return Effect.flatMap(Deferred.await(request), awaitGroups)
   })
 
   start(workers: ReadonlyArray<Fiber.RuntimeFiber<void>>): void {
@@ -790,22 +492,15 @@ export class Engine {
     return Effect.zipRight(Effect.forkDaemon(Effect.interruptible(this.shutdown)), Deferred.await(this.done))
   })
 
-  /** Waits for the workers to drain everything; past `closeTimeout`, stops them and reports what is left. */
+  /**
+   * Runs once, on close: lets the workers drain the buffer (within `closeTimeout`, see `drainWorkers`),
+   * then answers pending flushes, ends the failures stream and completes `done`.
+   */
   private readonly shutdown: Effect.Effect<void> = Effect.gen(this, function* () {
-    const drained = yield* Fiber.await(Fiber.all(this.workers)).pipe(
-      Effect.timeoutOption(this.config.closeTimeout)
+    yield* drainWorkers(this.workers, this.config.closeTimeout, (classification, error) =>
+      this.reportBuffered(classification, error)
     )
-    if (Option.isNone(drained) || Exit.isFailure(drained.value)) {
-      yield* Fiber.interruptAll(this.workers)
-      yield* Option.isNone(drained)
-        ? this.reportBuffered(closeTimeoutReason, this.closeTimeoutMessage("rows"))
-        : this.reportBuffered(
-            engineFailureReason,
-            Cause.squash((drained.value as Exit.Failure<void, never>).cause)
-          )
-    }
-    for (const waiter of this.flushWaiters) Deferred.unsafeDone(waiter.deferred, Exit.succeed([]))
-    this.flushWaiters = []
+    this.flushRequests.endAll()
     yield* this.failureBox.end
     yield* Deferred.succeed(this.done, undefined)
   })
@@ -814,26 +509,7 @@ export class Engine {
   private reportBuffered(classification: Retry.Classification, error: unknown): Effect.Effect<void> {
     const grouped = this.buffer.take(this.buffer.size)
     this.observer.depth(0, this.inFlight.size)
-    return Effect.forEach(
-      grouped,
-      (g) => {
-        this.observer.groupFinished({
-          target: g.target.name,
-          rows: g.rows.length,
-          attempts: 0,
-          durationMillis: 0,
-          outcome: "failure",
-          reason: classification.reason
-        })
-        return this.reportFailure(g.target, g.rows, g.acks, 0, { error, classification })
-      },
-      { discard: true }
-    )
-  }
-
-  private closeTimeoutMessage(what: "batch" | "rows"): string {
-    const subject = what === "batch" ? "this batch was" : "these rows were"
-    return `the flow closed before ${subject} written (closeTimeout ${Duration.format(this.config.closeTimeout)})`
+    return this.settlement.unrun(grouped, classification, error)
   }
 
   get failures(): Stream.Stream<BatchFailure> {
@@ -848,34 +524,16 @@ export class Engine {
     buffered: this.size,
     inFlight: this.inFlight.size,
     accepted: this.accepted,
-    committed: this.committed,
-    failed: this.failed,
-    retries: this.retries,
-    droppedFailures: this.droppedFailures
+    committed: this.settlement.committed,
+    failed: this.settlement.failed,
+    retries: this.settlement.retries,
+    droppedFailures: this.settlement.droppedFailures
   }))
 }
 
 const eventLoopTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
   setImmediate(() => resume(Effect.void))
 })
-
-const slicePart = (part: Part, start: number, end: number): Part => ({
-  rows: part.rows.slice(start, end),
-  acks: part.acks?.slice(start, end),
-  attempts: 0,
-  startedAt: 0
-})
-
-/** The rows at `indices` of a part, as a part with the same attempts and start time. */
-const pickPart = (part: Part, indices: ReadonlyArray<number>): Part => ({
-  rows: indices.map((i) => part.rows[i]),
-  acks: part.acks === undefined ? undefined : indices.map((i) => part.acks![i]),
-  attempts: part.attempts,
-  startedAt: part.startedAt
-})
-
-const awaitGroups = (groups: ReadonlyArray<Group>): Effect.Effect<void> =>
-  Effect.forEach(groups, (g) => Deferred.await(g.done), { discard: true })
 
 /** @internal */
 export const make = (

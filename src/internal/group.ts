@@ -1,0 +1,107 @@
+/**
+ * The engine's units of work: a group (one target's rows of one flush) and the parts it is written
+ * in, plus the shape in which a failure travels from the retry schedule to settlement. Built and
+ * sliced per batch, never per row.
+ */
+import * as Deferred from "effect/Deferred"
+import type * as FiberId from "effect/FiberId"
+import type { BatchFailure } from "../BatchFlowError.js"
+import type * as Retry from "../Retry.js"
+import type * as Target from "../Target.js"
+
+/**
+ * What a `write` waits on: completed when its row is committed or reported.
+ *
+ * @internal
+ */
+export type Ack = Deferred.Deferred<void, BatchFailure>
+
+/**
+ * An error with its classification: what the retry schedule reads and what settlement reports.
+ *
+ * @internal
+ */
+export interface Classified {
+  readonly error: unknown
+  readonly classification: Retry.Classification
+}
+
+/**
+ * Rows written by one executor call (with retries): a whole group, or a part of it being isolated.
+ *
+ * @internal
+ */
+export interface Part {
+  readonly rows: ReadonlyArray<unknown>
+  readonly acks: ReadonlyArray<Ack | undefined> | undefined
+  attempts: number
+  /** When the first attempt started (clock millis). */
+  startedAt: number
+}
+
+/**
+ * One target's rows of one flush: one executor call, unless a row-level error splits it.
+ *
+ * @internal
+ */
+export interface Group extends Part {
+  readonly target: Target.Any
+  readonly done: Deferred.Deferred<void>
+  /** Earlier unfinished groups of the same target that hold some of this group's keys. */
+  deps: ReadonlyArray<Group>
+  /** Whether this group's keys are registered in its target's key map. */
+  keyed: boolean
+  /** Parts taken for writing and not yet committed or reported. */
+  readonly open: Set<Part>
+  /** Whether an executor call of this group failed or returned a Partial, or rows were reported unrun. */
+  failed: boolean
+}
+
+/** @internal */
+export const makeGroup = (
+  target: Target.Any,
+  rows: ReadonlyArray<unknown>,
+  acks: ReadonlyArray<Ack | undefined> | undefined,
+  fiberId: FiberId.FiberId
+): Group => {
+  const group: Group = {
+    target,
+    rows,
+    acks,
+    done: Deferred.unsafeMake<void>(fiberId),
+    deps: [],
+    keyed: false,
+    attempts: 0,
+    startedAt: 0,
+    open: new Set(),
+    failed: false
+  }
+  // Open from the start: a group interrupted while it waits for an earlier same-key group is
+  // still reported.
+  group.open.add(group)
+  return group
+}
+
+/**
+ * The rows `[start, end)` of a part, as a new part not attempted yet.
+ *
+ * @internal
+ */
+export const slicePart = (part: Part, start: number, end: number): Part => ({
+  rows: part.rows.slice(start, end),
+  acks: part.acks?.slice(start, end),
+  attempts: 0,
+  startedAt: 0
+})
+
+/**
+ * The rows at `indices` of a part, as a part with the same attempts and start time.
+ *
+ * @internal
+ */
+export const pickPart = (part: Part, indices: ReadonlyArray<number>): Part => ({
+  rows: indices.map((i) => part.rows[i]),
+  acks: part.acks === undefined ? undefined : indices.map((i) => part.acks![i]),
+  attempts: part.attempts,
+  startedAt: part.startedAt
+})
