@@ -15,12 +15,10 @@
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import type * as FiberId from "effect/FiberId"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
@@ -35,6 +33,7 @@ import type * as Target from "../Target.js"
 import { Attempts } from "./attempt.js"
 import { RowBuffer } from "./buffer.js"
 import { closeTimeoutMessage, closeTimeoutReason, drainWorkers, engineFailureReason } from "./close.js"
+import { Completion } from "./completion.js"
 import { awaitGroups, FlushRequests } from "./flushRequests.js"
 import { type Ack, type Classified, type Group, makeGroup, type Part, slicePart } from "./group.js"
 import { EngineObserver, type FlushTrigger, noop as noopObserver, type Observer } from "./observer.js"
@@ -58,12 +57,14 @@ export class Engine {
   private dispatched = 0
 
   /** Signals the waiting workers once the buffer holds `wakeAt` rows, or on flush/close. */
-  private wake: Deferred.Deferred<void> | undefined = undefined
+  private wake: Completion | undefined = undefined
   private wakeAt = 1
   /** Signals submitters waiting for room in the buffer. */
-  private space: Deferred.Deferred<void> | undefined = undefined
+  private space: Completion | undefined = undefined
   private readonly flushRequests: FlushRequests
   private readonly inFlight = new Set<Group>()
+  /** Completed once closing has drained the flow and ended the failures stream. */
+  private readonly done = new Completion()
   private readonly keys = new KeyOrdering()
   private readonly attempts: Attempts
   private readonly settlement: Settlement
@@ -83,8 +84,6 @@ export class Engine {
     userRules: ReadonlyArray<Retry.Rule>,
     private readonly semaphore: Effect.Semaphore,
     private readonly failureBox: Mailbox.Mailbox<BatchFailure>,
-    private readonly fiberId: FiberId.FiberId,
-    private readonly done: Deferred.Deferred<void>,
     private readonly observer: Observer,
     private readonly clock: Clock.Clock,
     /** Executor calls taking at least this long (retries included) are logged as a warning. */
@@ -95,7 +94,7 @@ export class Engine {
     this.ordering = config.concurrency > 1
     this.intervalMillis = Duration.toMillis(config.flushInterval)
     this.redaction = Redact.make(config)
-    this.flushRequests = new FlushRequests(fiberId)
+    this.flushRequests = new FlushRequests()
     this.attempts = new Attempts(config, executor, classify, observer, clock, slowBatchMillis)
     this.settlement = new Settlement(observer, clock, classify, failureBox, this.redaction)
   }
@@ -123,8 +122,8 @@ export class Engine {
       (fiber): Effect.Effect<void, InvalidRow | BatchFlowClosed | BatchFailure> => {
         const invalid = target.validate(row)
         if (invalid !== undefined) return this.rejectInvalid(invalid)
-        const ack = Deferred.unsafeMake<void, BatchFailure>(this.fiberId)
-        return Effect.zipRight(this.enqueue(target, row, ack, fiber.currentSpan), Deferred.await(ack))
+        const ack: Ack = new Completion()
+        return Effect.zipRight(this.enqueue(target, row, ack, fiber.currentSpan), ack.await)
       }
     )
   }
@@ -217,31 +216,31 @@ export class Engine {
   private awaitSpace(): Effect.Effect<void> {
     return Effect.suspend(() => {
       if (this.space === undefined) {
-        this.space = Deferred.unsafeMake<void>(this.fiberId)
+        this.space = new Completion()
         this.signalWake()
       }
-      return Deferred.await(this.space)
+      return this.space.await
     })
   }
 
   private signalSpace(): void {
     if (this.space !== undefined) {
-      Deferred.unsafeDone(this.space, Exit.void)
+      this.space.unsafeDone(Exit.void)
       this.space = undefined
     }
   }
 
   private signalWake(): void {
     if (this.wake !== undefined) {
-      Deferred.unsafeDone(this.wake, Exit.void)
+      this.wake.unsafeDone(Exit.void)
       this.wake = undefined
     }
   }
 
   /** Several workers may wait at once: they share one signal, fired at the lowest size any asked for. */
-  private armWake(at: number): Deferred.Deferred<void> {
+  private armWake(at: number): Completion {
     if (this.wake === undefined) {
-      this.wake = Deferred.unsafeMake<void>(this.fiberId)
+      this.wake = new Completion()
       this.wakeAt = at
     } else {
       this.wakeAt = Math.min(this.wakeAt, at)
@@ -283,7 +282,7 @@ export class Engine {
     const size = this.size
     if (size === 0) {
       this.batchStart = undefined
-      return this.closing ? "done" : Deferred.await(this.armWake(1))
+      return this.closing ? "done" : this.armWake(1).await
     }
     if (size >= this.config.flushSize) return "size"
     if (this.closing) return "close"
@@ -298,7 +297,7 @@ export class Engine {
     // leaving the same sub-ulp `remaining` on every turn: a busy loop.
     return Effect.raceFirst(
       Effect.sleep(Duration.millis(Math.ceil(remaining))),
-      Deferred.await(this.armWake(this.config.flushSize))
+      this.armWake(this.config.flushSize).await
     )
   }
 
@@ -387,7 +386,7 @@ export class Engine {
     rows: ReadonlyArray<unknown>,
     acks: ReadonlyArray<Ack | undefined> | undefined
   ): Group {
-    const group = makeGroup(target, rows, acks, this.fiberId)
+    const group = makeGroup(target, rows, acks)
     if (this.ordering && target.ordered) this.keys.order(group)
     this.inFlight.add(group)
     return group
@@ -397,7 +396,7 @@ export class Engine {
 
   private runGroup(group: Group, restore: Restore): Effect.Effect<void> {
     const body = Effect.gen(this, function* () {
-      for (const dep of group.deps) yield* Deferred.await(dep.done)
+      for (const dep of group.deps) yield* dep.done.await
       yield* this.runPart(group, group)
     })
     return restore(body).pipe(
@@ -465,7 +464,7 @@ export class Engine {
   private finish(group: Group): void {
     this.keys.finish(group)
     this.inFlight.delete(group)
-    Deferred.unsafeDone(group.done, Exit.void)
+    group.done.unsafeDone(Exit.void)
     this.observer.depth(this.size, this.inFlight.size)
   }
 
@@ -476,7 +475,7 @@ export class Engine {
     if (mark <= this.dispatched) return awaitGroups(Array.from(this.inFlight))
     const request = this.flushRequests.add(mark)
     this.signalWake()
-    return Effect.flatMap(Deferred.await(request), awaitGroups)
+    return Effect.flatMap(request.await, awaitGroups)
   })
 
   start(workers: ReadonlyArray<Fiber.RuntimeFiber<void>>): void {
@@ -484,12 +483,12 @@ export class Engine {
   }
 
   readonly close: Effect.Effect<void> = Effect.suspend(() => {
-    if (this.closeStarted) return Deferred.await(this.done)
+    if (this.closeStarted) return this.done.await
     this.closeStarted = true
     this.closing = true
     this.signalWake()
     this.signalSpace()
-    return Effect.zipRight(Effect.forkDaemon(Effect.interruptible(this.shutdown)), Deferred.await(this.done))
+    return Effect.zipRight(Effect.forkDaemon(Effect.interruptible(this.shutdown)), this.done.await)
   })
 
   /**
@@ -502,7 +501,7 @@ export class Engine {
     )
     this.flushRequests.endAll()
     yield* this.failureBox.end
-    yield* Deferred.succeed(this.done, undefined)
+    this.done.unsafeDone(Exit.void)
   })
 
   /** Reports the rows still in the buffer (grouped by target) as failures. */
@@ -516,9 +515,9 @@ export class Engine {
     return Mailbox.toStream(this.failureBox)
   }
 
-  readonly awaitDone: Effect.Effect<void> = Effect.suspend(() => Deferred.await(this.done))
+  readonly awaitDone: Effect.Effect<void> = Effect.suspend(() => this.done.await)
 
-  readonly isDone: Effect.Effect<boolean> = Effect.suspend(() => Deferred.isDone(this.done))
+  readonly isDone: Effect.Effect<boolean> = Effect.sync(() => this.done.isDone)
 
   readonly stats: Effect.Effect<Stats> = Effect.sync(() => ({
     buffered: this.size,
@@ -547,8 +546,6 @@ export const make = (
       capacity: config.failureBufferSize,
       strategy: "dropping"
     })
-    const fiberId = yield* Effect.fiberId
-    const done = yield* Deferred.make<void>()
     const observer = Option.getOrElse(yield* Effect.serviceOption(EngineObserver), () => noopObserver)
     const clock = yield* Effect.clock
     const slowBatchThreshold = config.slowBatchThreshold
@@ -558,8 +555,6 @@ export const make = (
       userRules,
       semaphore,
       failureBox,
-      fiberId,
-      done,
       observer,
       clock,
       Duration.toMillis(slowBatchThreshold)

@@ -3,20 +3,17 @@
  * taken off the buffer, it is answered with the groups in flight at that moment, which it then waits
  * for. Counted in rows (accepted / taken), so answering costs nothing per row.
  */
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import type * as FiberId from "effect/FiberId"
+import { Completion } from "./completion.js"
 import type { Group } from "./group.js"
 
 /** @internal */
 export class FlushRequests {
   private waiters: Array<{
     readonly mark: number
-    readonly deferred: Deferred.Deferred<ReadonlyArray<Group>>
+    readonly answer: Completion<ReadonlyArray<Group>>
   }> = []
-
-  constructor(private readonly fiberId: FiberId.FiberId) {}
 
   /** Whether a flush is waiting: the workers then take a partial batch at once. */
   get pending(): boolean {
@@ -24,10 +21,10 @@ export class FlushRequests {
   }
 
   /** A flush of the first `mark` rows accepted; answered with the groups to wait for. */
-  add(mark: number): Deferred.Deferred<ReadonlyArray<Group>> {
-    const deferred = Deferred.unsafeMake<ReadonlyArray<Group>>(this.fiberId)
-    this.waiters.push({ mark, deferred })
-    return deferred
+  add(mark: number): Completion<ReadonlyArray<Group>> {
+    const answer = new Completion<ReadonlyArray<Group>>()
+    this.waiters.push({ mark, answer })
+    return answer
   }
 
   /** After a batch is taken: answers the flushes whose rows have all been taken (`dispatched` rows). */
@@ -36,18 +33,18 @@ export class FlushRequests {
     const snapshot = Array.from(inFlight)
     this.waiters = this.waiters.filter((waiter) => {
       if (waiter.mark > dispatched) return true
-      Deferred.unsafeDone(waiter.deferred, Exit.succeed(snapshot))
+      waiter.answer.unsafeDone(Exit.succeed(snapshot))
       return false
     })
   }
 
   /** The flow is done: answers every flush still waiting, with nothing left to wait for. */
   endAll(): void {
-    for (const waiter of this.waiters) Deferred.unsafeDone(waiter.deferred, Exit.succeed([]))
+    for (const waiter of this.waiters) waiter.answer.unsafeDone(Exit.succeed([]))
     this.waiters = []
   }
 }
 
 /** @internal */
 export const awaitGroups = (groups: ReadonlyArray<Group>): Effect.Effect<void> =>
-  Effect.forEach(groups, (g) => Deferred.await(g.done), { discard: true })
+  Effect.forEach(groups, (g) => g.done.await, { discard: true })

@@ -3,18 +3,17 @@
  * in, plus the shape in which a failure travels from the retry schedule to settlement. Built and
  * sliced per batch, never per row.
  */
-import * as Deferred from "effect/Deferred"
-import type * as FiberId from "effect/FiberId"
 import type { BatchFailure } from "../BatchFlowError.js"
 import type * as Retry from "../Retry.js"
 import type * as Target from "../Target.js"
+import { Completion } from "./completion.js"
 
 /**
  * What a `write` waits on: completed when its row is committed or reported.
  *
  * @internal
  */
-export type Ack = Deferred.Deferred<void, BatchFailure>
+export type Ack = Completion<void, BatchFailure>
 
 /**
  * An error with its classification: what the retry schedule reads and what settlement reports.
@@ -46,7 +45,7 @@ export interface Part {
  */
 export interface Group extends Part {
   readonly target: Target.Any
-  readonly done: Deferred.Deferred<void>
+  readonly done: Completion
   /** Earlier unfinished groups of the same target that hold some of this group's keys. */
   deps: ReadonlyArray<Group>
   /** Whether this group's keys are registered in its target's key map. */
@@ -61,14 +60,13 @@ export interface Group extends Part {
 export const makeGroup = (
   target: Target.Any,
   rows: ReadonlyArray<unknown>,
-  acks: ReadonlyArray<Ack | undefined> | undefined,
-  fiberId: FiberId.FiberId
+  acks: ReadonlyArray<Ack | undefined> | undefined
 ): Group => {
   const group: Group = {
     target,
     rows,
     acks,
-    done: Deferred.unsafeMake<void>(fiberId),
+    done: new Completion(),
     deps: [],
     keyed: false,
     attempts: 0,

@@ -5,7 +5,6 @@
  * shows. Per part, never per row on the submit path.
  */
 import type * as Clock from "effect/Clock"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Mailbox from "effect/Mailbox"
@@ -50,7 +49,7 @@ export class Settlement {
       reason: ""
     })
     if (part.acks !== undefined) {
-      for (const ack of part.acks) if (ack !== undefined) Deferred.unsafeDone(ack, Exit.void)
+      for (const ack of part.acks) if (ack !== undefined) ack.unsafeDone(Exit.void)
     }
   }
 
@@ -149,7 +148,7 @@ export class Settlement {
     this.failed += rows.length
     if (acks !== undefined) {
       const exit = Exit.fail(failure)
-      for (const ack of acks) if (ack !== undefined) Deferred.unsafeDone(ack, exit)
+      for (const ack of acks) if (ack !== undefined) ack.unsafeDone(exit)
     }
     if (!this.failureBox.unsafeOffer(failure)) {
       this.droppedFailures++
