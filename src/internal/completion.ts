@@ -34,7 +34,8 @@ export class Completion<A = void, E = never> {
         ? this.exit
         : Effect.async<A, E>((resume) => {
             if (this.exit !== undefined) return resume(this.exit)
-            const waiters = (this.waiters ??= [])
+            this.waiters ??= []
+            const waiters = this.waiters
             waiters.push(resume)
             return Effect.sync(() => {
               const at = waiters.indexOf(resume)
