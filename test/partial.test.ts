@@ -72,4 +72,52 @@ describe("partial results from an executor", () => {
       expect(yield* flow.stats).toMatchObject({ accepted: 10, committed: 7, failed: 3 })
     })
   )
+
+  it.effect("a partial result after a retry counts that retry once, whatever the number of reasons", () =>
+    Effect.gen(function* () {
+      let calls = 0
+      const executor = BatchExecutor.make(
+        (_target, rows) =>
+          Effect.suspend(() => {
+            calls++
+            if (calls === 1) return Effect.fail(new Unavailable("first attempt"))
+            return Effect.succeed(
+              BatchExecutor.partial(
+                rows.flatMap((row, index) => {
+                  const id = (row as { id: number }).id
+                  return id === 2
+                    ? [{ index, error: new Rejected("bad") }]
+                    : id === 3
+                      ? [{ index, error: new Unavailable("later") }]
+                      : []
+                })
+              )
+            )
+          }),
+        {
+          rules: [
+            (e) => (e instanceof Rejected ? { retryable: false, reason: "rejected" } : undefined),
+            (e) => (e instanceof Unavailable ? { retryable: true, reason: "unavailable" } : undefined)
+          ]
+        }
+      )
+      const scope = yield* Scope.make()
+      const ctx = yield* Layer.buildWithScope(
+        BatchFlow.layer({ flushSize: 4, bufferSize: 4, retry: { maxAttempts: 3 } }).pipe(
+          Layer.provide(Layer.succeed(BatchExecutor.BatchExecutor, executor))
+        ),
+        scope
+      )
+      const flow = Context.get(ctx, BatchFlow.BatchFlow)
+      yield* flow.submitAll(
+        Items,
+        [1, 2, 3, 4].map((id) => ({ id, ok: true }))
+      )
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.join(closing)
+      expect(calls).toBe(2)
+      expect(yield* flow.stats).toMatchObject({ accepted: 4, committed: 2, failed: 2, retries: 1 })
+    })
+  )
 })

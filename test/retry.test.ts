@@ -297,6 +297,22 @@ describe("classification", () => {
     })
   )
 
+  it.effect("a user rule runs once per failed attempt", () =>
+    Effect.gen(function* () {
+      const { executor } = recording(() => Effect.fail(Tagged("40001")))
+      let calls = 0
+      const counting: Retry.Rule = () => {
+        calls++
+        return { retryable: true, reason: "counted" }
+      }
+      const { flow, close } = yield* startFlow(options, executor, Retry.layer(counting))
+      yield* flow.submit(Items, item(1))
+      const failures = yield* close
+      expect(failures.map((f) => [f.attempts, f.reason])).toEqual([[3, "counted"]])
+      expect(calls).toBe(3)
+    })
+  )
+
   it.effect("a user rule from Retry.layer wins over the executor's rules", () =>
     Effect.gen(function* () {
       const { executor: base, times } = recording(() => Effect.fail(Tagged("40001")))

@@ -53,10 +53,19 @@ export class Attempts {
       )
     }
     const attemptOnce = once
+    // The last failed attempt's error and classification: the span annotation classifies it first,
+    // and the retry reuses that, so the rules run once per failed attempt.
+    let last: Classified | undefined
     // One span per attempt, a child of the flush span.
     const traced = Effect.suspend(() =>
       Effect.withSpan(
-        Effect.onExit(attemptOnce, (exit) => Effect.annotateCurrentSpan(this.attemptOutcome(exit))),
+        Effect.onExit(attemptOnce, (exit) =>
+          Effect.annotateCurrentSpan(
+            this.attemptOutcome(exit, (classified) => {
+              last = classified
+            })
+          )
+        ),
         "BatchFlow.execute",
         {
           attributes: {
@@ -72,7 +81,10 @@ export class Attempts {
       // Errors raised inside a span come wrapped (Effect attaches the span): report the original.
       const failure = Option.map(Cause.failureOption(cause), Cause.originalError)
       if (Option.isSome(failure)) {
-        const classification = this.classify(failure.value)
+        const classification =
+          last !== undefined && last.error === failure.value
+            ? last.classification
+            : this.classify(failure.value)
         this.observer.attemptFailed(
           target.name,
           classification.reason,
@@ -92,15 +104,20 @@ export class Attempts {
     )
   }
 
-  private attemptOutcome(exit: Exit.Exit<unknown, unknown>): Record<string, string> {
+  private attemptOutcome(
+    exit: Exit.Exit<unknown, unknown>,
+    onFailure: (classified: Classified) => void
+  ): Record<string, string> {
     if (Exit.isSuccess(exit)) {
       const partial = isPartial(exit.value) && exit.value.failed.length > 0
       return { "batchflow.outcome": partial ? "partial" : "success" }
     }
     const failure = Cause.failureOption(exit.cause)
     if (Option.isSome(failure)) {
-      const reason = this.classify(Cause.originalError(failure.value)).reason
-      return { "batchflow.outcome": "failure", "batchflow.reason": reason }
+      const error = Cause.originalError(failure.value)
+      const classification = this.classify(error)
+      onFailure({ error, classification })
+      return { "batchflow.outcome": "failure", "batchflow.reason": classification.reason }
     }
     return Cause.isInterruptedOnly(exit.cause)
       ? { "batchflow.outcome": "interrupted" }

@@ -310,7 +310,6 @@ export class Engine {
     now: number,
     links: Set<Tracer.AnySpan>
   ): ReadonlyArray<Group> {
-    if (n === 0) return []
     const waitedMillis = this.batchStart === undefined ? 0 : now - this.batchStart
     const assembleStart = this.clock.unsafeCurrentTimeNanos()
     const grouped = this.buffer.take(n, links, maxSpanLinks)
@@ -338,6 +337,8 @@ export class Engine {
    * `maxSpanLinks` distinct spans per flush).
    */
   private flushBatch(n: number, trigger: FlushTrigger, now: number, restore: Restore): Effect.Effect<void> {
+    // Another worker may have emptied the buffer since this one decided to flush: nothing to do.
+    if (n === 0) return Effect.void
     const links = new Set<Tracer.AnySpan>()
     const groups = this.take(n, trigger, now, links)
     const failed = () => groups.some((group) => group.failed)

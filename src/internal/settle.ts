@@ -38,8 +38,12 @@ export class Settlement {
   ) {}
 
   success(target: Target.Any, part: Part): void {
-    this.committed += part.rows.length
     this.retries += part.attempts - 1
+    this.commit(target, part)
+  }
+
+  private commit(target: Target.Any, part: Part): void {
+    this.committed += part.rows.length
     this.observer.groupFinished({
       target: target.name,
       rows: part.rows.length,
@@ -73,13 +77,15 @@ export class Settlement {
         byReason.set(classification.reason, { indices: [i], first: { error, classification } })
       else entry.indices.push(i)
     }
-    this.success(target, pickPart(part, written))
+    // One executor call: its retries are counted once, whatever its rows' fates.
+    this.retries += part.attempts - 1
+    if (written.length > 0) this.commit(target, pickPart(part, written))
     return Effect.forEach(
       byReason.values(),
       ({ indices, first }) => {
         // The call partly failed: once per reason, like a failed attempt that will not be retried.
         this.observer.attemptFailed(target.name, first.classification.reason, true)
-        return this.failure(target, pickPart(part, indices), first)
+        return this.fail(target, pickPart(part, indices), first)
       },
       { discard: true }
     )
@@ -87,6 +93,10 @@ export class Settlement {
 
   failure(target: Target.Any, part: Part, classified: Classified): Effect.Effect<void> {
     this.retries += Math.max(part.attempts - 1, 0)
+    return this.fail(target, part, classified)
+  }
+
+  private fail(target: Target.Any, part: Part, classified: Classified): Effect.Effect<void> {
     this.observer.groupFinished({
       target: target.name,
       rows: part.rows.length,
