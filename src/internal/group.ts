@@ -25,6 +25,12 @@ export interface Classified {
   readonly classification: Retry.Classification
 }
 
+/** @internal */
+export interface KeyRange {
+  readonly min: number | string
+  readonly max: number | string
+}
+
 /**
  * Rows written by one executor call (with retries): a whole group, or a part of it being isolated.
  *
@@ -50,6 +56,11 @@ export interface Group extends Part {
   deps: ReadonlyArray<Group>
   /** Whether this group's keys are registered in its target's key map. */
   keyed: boolean
+  /**
+   * The smallest and largest of its keys when they are all numbers or all strings; `null` when they
+   * are not; `undefined` until needed (see ordering.ts).
+   */
+  keyRange: KeyRange | null | undefined
   /** Parts taken for writing and not yet committed or reported. */
   readonly open: Set<Part>
   /** Whether an executor call of this group failed or returned a Partial, or rows were reported unrun. */
@@ -69,6 +80,7 @@ export const makeGroup = (
     done: new Completion(),
     deps: [],
     keyed: false,
+    keyRange: undefined,
     attempts: 0,
     startedAt: 0,
     open: new Set(),
