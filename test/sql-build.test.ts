@@ -175,6 +175,23 @@ describe("in-batch dedupe", () => {
     }
   })
 
+  it("increasing keys (the common case) are kept as they are; a key seen again after them is merged", () => {
+    const Ids = Schema.Struct({ id: Schema.NullOr(Schema.Number), v: Schema.Number })
+    const t = Table.make("ids", { columns: Ids, conflict: Conflict.replace, key: ["id"] })
+    const increasing = [
+      { id: 1, v: 1 },
+      { id: null, v: 2 },
+      { id: 5, v: 3 },
+      { id: 9, v: 4 }
+    ]
+    const kept = Sql.preview("sqlite", t, increasing)
+    expect(kept.dedupe).toEqual({ rowsIn: 4, rowsOut: 4, nullKeys: 1 })
+    expect(kept.statements[0]!.args).toEqual([1, 1, null, 2, 5, 3, 9, 4])
+    const repeated = Sql.preview("sqlite", t, [...increasing, { id: 5, v: 5 }])
+    expect(repeated.dedupe).toEqual({ rowsIn: 5, rowsOut: 4, nullKeys: 1 })
+    expect(repeated.statements[0]!.args).toEqual([1, 1, null, 2, 5, 5, 9, 4])
+  })
+
   it("composite keys compare every part, and keep types apart", () => {
     const t = Table.make("pairs", {
       columns: Schema.Struct({
