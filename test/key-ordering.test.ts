@@ -16,42 +16,46 @@ const group = (...ids: ReadonlyArray<number | string | null>): Group =>
     undefined
   )
 
+/** Orders the groups in turn and returns each one's dependencies, as indexes into `groups`. */
+const depsOf = (ordering: KeyOrdering, groups: ReadonlyArray<Group>) => {
+  for (const g of groups) ordering.order(g)
+  return groups.map((g) => g.deps.map((d) => groups.indexOf(d)))
+}
+
 describe("same-key ordering bookkeeping", () => {
-  it("groups with disjoint key ranges neither wait nor register their keys", () => {
-    const numbers = new KeyOrdering()
-    const a = group(1, 2, 3, 4, 5)
-    const b = group(6, 7, 8, 9, 10)
-    numbers.order(a)
-    numbers.order(b)
-    const strings = new KeyOrdering()
-    const c = group("a", "b", "c")
-    const d = group("d", "e")
-    strings.order(c)
-    strings.order(d)
-    expect([a, b, c, d].map((g) => [g.deps.length, g.keyed])).toEqual([
-      [0, false],
-      [0, false],
-      [0, false],
-      [0, false]
-    ])
-    // A string range against number ranges: kinds differ, so the keys are registered.
-    const e = group("x")
-    numbers.order(e)
-    expect([a.keyed, b.keyed, e.keyed, e.deps.length]).toEqual([true, true, true, 0])
+  it("a group waits for each running group that holds one of its keys, and only those", () => {
+    expect(
+      depsOf(new KeyOrdering(), [
+        group(1, 2, 3, 4, 5),
+        group(6, 7, 8, 9, 10),
+        group(3, 8), // range 3..8 overlaps both, shares a key with both
+        group(4.5, 5.5), // overlaps ranges, shares no key
+        group(10, 11) // shares 10 with the second
+      ])
+    ).toEqual([[], [], [0, 1], [], [1]])
   })
 
-  it("a later group overlapping unregistered running groups waits for each one holding its keys", () => {
-    const ordering = new KeyOrdering()
-    const a = group(1, 2, 3, 4, 5)
-    const b = group(6, 7, 8, 9, 10)
-    ordering.order(a)
-    ordering.order(b)
-    const c = group(3, 8) // range 3..8 overlaps both
-    ordering.order(c)
-    expect(c.deps).toEqual([a, b])
-    const d = group(4.5, 5.5) // overlaps a's and c's ranges, shares no key
-    ordering.order(d)
-    expect(d.deps).toEqual([])
+  it("increasing keys: the overlap is found by binary search, up to its edges", () => {
+    expect(
+      depsOf(new KeyOrdering(), [
+        group(1, 3, 5, 7, 9),
+        group(2, 4, 6, 9),
+        group(0, 10),
+        group(-1, 1),
+        group(9, 8)
+      ])
+    ).toEqual([[], [0], [], [0], [0, 1]])
+  })
+
+  it("strings compare as strings; numbers and strings are different keys", () => {
+    expect(
+      depsOf(new KeyOrdering(), [
+        group("bench:9501", "bench:9999", "bench:10000"), // range "bench:10000".."bench:9999"
+        group("bench:10001", "bench:10002"),
+        group("bench:10002", "bench:9999"),
+        group(10001, 9999)
+      ])
+    ).toEqual([[], [], [0, 1], []])
   })
 
   it("once a group finishes, later groups no longer wait for it", () => {
@@ -67,20 +71,23 @@ describe("same-key ordering bookkeeping", () => {
     expect(c.deps).toEqual([b])
   })
 
-  it("keys of mixed types or NaN fall back to registering every key; NULL keys never wait", () => {
+  it("keys of mixed types or NaN are compared one by one; NULL keys never wait", () => {
+    const groups = [
+      group(1, "1", 7),
+      group(7, null),
+      group(Number.NaN, "1"),
+      group(Number.NaN),
+      group(null, null)
+    ]
+    expect(depsOf(new KeyOrdering(), groups)).toEqual([[], [0], [0], [2], []])
+    expect(groups[0]!.keys?.range).toBeUndefined()
+    expect(groups[1]!.keys?.range).toEqual({ min: 7, max: 7 })
+  })
+
+  it("a group taken while none of its target runs reads no key", () => {
     const ordering = new KeyOrdering()
-    const a = group(1, "1", 7)
-    const b = group(7, null)
-    const c = group(Number.NaN, 1)
+    const a = group(1, 2)
     ordering.order(a)
-    ordering.order(b)
-    ordering.order(c)
-    expect(a.keyRange).toBeNull()
-    expect(b.deps).toEqual([a])
-    expect(c.keyRange).toBeNull()
-    expect(c.deps).toEqual([a])
-    const nulls = group(null, null)
-    ordering.order(nulls)
-    expect(nulls.deps).toEqual([])
+    expect(a.keys).toBeUndefined()
   })
 })

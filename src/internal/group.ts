@@ -25,10 +25,17 @@ export interface Classified {
   readonly classification: Retry.Classification
 }
 
-/** @internal */
-export interface KeyRange {
-  readonly min: number | string
-  readonly max: number | string
+/**
+ * A group's keys (NULL keys left out), with their smallest and largest when they are all numbers or
+ * all strings.
+ *
+ * @internal
+ */
+export interface GroupKeys {
+  readonly keys: ReadonlyArray<unknown>
+  readonly range: { readonly min: number | string; readonly max: number | string } | undefined
+  /** Whether the keys strictly increase (only for a ranged group). */
+  readonly increasing: boolean
 }
 
 /**
@@ -54,13 +61,8 @@ export interface Group extends Part {
   readonly done: Completion
   /** Earlier unfinished groups of the same target that hold some of this group's keys. */
   deps: ReadonlyArray<Group>
-  /** Whether this group's keys are registered in its target's key map. */
-  keyed: boolean
-  /**
-   * The smallest and largest of its keys when they are all numbers or all strings; `null` when they
-   * are not; `undefined` until needed (see ordering.ts).
-   */
-  keyRange: KeyRange | null | undefined
+  /** Its keys, read when same-key ordering first needs them (see ordering.ts). */
+  keys: GroupKeys | undefined
   /** Parts taken for writing and not yet committed or reported. */
   readonly open: Set<Part>
   /** Whether an executor call of this group failed or returned a Partial, or rows were reported unrun. */
@@ -79,8 +81,7 @@ export const makeGroup = (
     acks,
     done: new Completion(),
     deps: [],
-    keyed: false,
-    keyRange: undefined,
+    keys: undefined,
     attempts: 0,
     startedAt: 0,
     open: new Set(),

@@ -3,27 +3,23 @@
  * unfinished groups of its target that hold any of its keys, so rows with the same key are written in
  * submission order although several groups run at once. Bookkeeping is per group, never per submit.
  *
- * Two groups whose keys lie in disjoint ranges (all numbers, or all strings) cannot share a key, so
- * their keys are not registered at all: with increasing keys (ids, timestamps: events, logs) that is
- * every group, and a range costs two comparisons per row where registering costs four map operations
- * (set and get when taken, get and delete when finished).
+ * When a group is taken, it is compared with each running group of its target. Each group's keys are
+ * read once, with their range when they are all numbers or all strings. Two groups whose ranges do not
+ * overlap cannot share a key; when they overlap, only the keys inside the overlap are compared. Keys
+ * that grow with time (ids, timestamps: events, logs, and W1) overlap only at the edges of batches, so
+ * this costs about one key read and two comparisons per row, and nothing when a group finishes.
  */
 import type * as Target from "../Target.js"
-import type { Group, KeyRange } from "./group.js"
+import type { Group, GroupKeys } from "./group.js"
 
 /** @internal */
 export class KeyOrdering {
-  /** Per ordered target: key → the latest unfinished group holding it. */
-  private readonly keyOwners = new Map<Target.Any, Map<unknown, Group>>()
   /** Per ordered target: its groups taken and not finished. */
   private readonly active = new Map<Target.Any, Set<Group>>()
 
   /**
-   * Sets `group.deps` to the earlier unfinished groups it must wait for.
-   *
-   * Keys are registered lazily: a group taken while no other group of its target is running needs no
-   * bookkeeping, nor does one whose key range is disjoint from those of the running groups. Its keys
-   * are registered only when a later group's range overlaps it while it still runs.
+   * Sets `group.deps` to the earlier unfinished groups it must wait for. A group taken while no
+   * other group of its target runs reads no key at all.
    */
   order(group: Group): void {
     let active = this.active.get(group.target)
@@ -31,89 +27,101 @@ export class KeyOrdering {
       active = new Set()
       this.active.set(group.target, active)
     }
-    let overlapping = false
+    let deps: Array<Group> | undefined
     for (const running of active) {
-      if (disjoint(running, group)) continue
-      overlapping = true
-      if (!running.keyed) this.registerKeys(running)
+      if (!sharesKey(keysOf(running), keysOf(group))) continue
+      deps ??= []
+      deps.push(running)
     }
-    if (overlapping) this.registerKeys(group)
+    if (deps !== undefined) group.deps = deps
     active.add(group)
   }
 
   /** A group finished (committed or reported): later groups no longer wait for it. */
   finish(group: Group): void {
-    if (group.keyed) this.releaseKeys(group)
     this.active.get(group.target)?.delete(group)
   }
-
-  private registerKeys(group: Group): void {
-    let owners = this.keyOwners.get(group.target)
-    if (owners === undefined) {
-      owners = new Map()
-      this.keyOwners.set(group.target, owners)
-    }
-    const keyOf = group.target.keyOf as (row: unknown) => unknown
-    let deps: Set<Group> | undefined
-    for (const row of group.rows) {
-      const key = keyOf(row)
-      if (key === undefined) continue
-      const owner = owners.get(key)
-      if (owner !== undefined && owner !== group) {
-        deps ??= new Set()
-        deps.add(owner)
-      }
-      owners.set(key, group)
-    }
-    group.keyed = true
-    if (deps !== undefined) group.deps = Array.from(deps)
-  }
-
-  private releaseKeys(group: Group): void {
-    const owners = this.keyOwners.get(group.target)
-    if (owners === undefined) return
-    const keyOf = group.target.keyOf as (row: unknown) => unknown
-    for (const row of group.rows) {
-      const key = keyOf(row)
-      if (key !== undefined && owners.get(key) === group) owners.delete(key)
-    }
-  }
 }
 
-/** Whether two groups' keys cannot meet: both have ranges of one kind, and the ranges do not overlap. */
-const disjoint = (a: Group, b: Group): boolean => {
-  const ra = rangeOf(a)
-  const rb = rangeOf(b)
-  return ra !== null && rb !== null && typeof ra.min === typeof rb.min && (ra.max < rb.min || rb.max < ra.min)
+const keysOf = (group: Group): GroupKeys => {
+  if (group.keys === undefined) group.keys = readKeys(group)
+  return group.keys
 }
 
-const rangeOf = (group: Group): KeyRange | null => {
-  if (group.keyRange === undefined) group.keyRange = scanRange(group)
-  return group.keyRange
-}
-
-/** The group's key range, or `null` when its keys are not all numbers or all strings. */
-const scanRange = (group: Group): KeyRange | null => {
+/**
+ * The group's keys (NULL keys left out: they never match), with their range when they are all numbers
+ * or all strings, and whether they strictly increase (then the overlap with another group is found by
+ * binary search). One comparison per row for increasing keys, two otherwise.
+ */
+const readKeys = (group: Group): GroupKeys => {
   const keyOf = group.target.keyOf as (row: unknown) => unknown
+  const keys: Array<unknown> = []
   let kind: "number" | "string" | undefined
+  let ranged = true
+  let increasing = true
   let min: number | string = 0
   let max: number | string = 0
   for (const row of group.rows) {
     const key = keyOf(row)
-    if (key === undefined) continue // a key with a NULL part never matches another
+    if (key === undefined) continue
+    keys.push(key)
+    if (!ranged) continue
     const type = typeof key
-    if ((type !== "number" && type !== "string") || Number.isNaN(key)) return null
-    if (kind === undefined) {
+    if (
+      (type !== "number" && type !== "string") ||
+      Number.isNaN(key) ||
+      (kind !== undefined && type !== kind)
+    ) {
+      ranged = false
+      increasing = false
+    } else if (kind === undefined) {
       kind = type as "number" | "string"
       min = max = key as number | string
-    } else if (type !== kind) {
-      return null
-    } else if ((key as number | string) < min) {
-      min = key as number | string
-    } else if ((key as number | string) > max) {
+    } else if (increasing && (key as number | string) > max) {
       max = key as number | string
+    } else {
+      increasing = false
+      if ((key as number | string) < min) min = key as number | string
+      else if ((key as number | string) > max) max = key as number | string
     }
   }
-  // No key at all: nothing to order, a range no other can meet.
-  return kind === undefined ? { min: Number.POSITIVE_INFINITY, max: Number.NEGATIVE_INFINITY } : { min, max }
+  return { keys, range: ranged && kind !== undefined ? { min, max } : undefined, increasing }
+}
+
+const sharesKey = (a: GroupKeys, b: GroupKeys): boolean => {
+  if (a.keys.length === 0 || b.keys.length === 0) return false
+  const ra = a.range
+  const rb = b.range
+  if (ra === undefined || rb === undefined) return commonKey(a.keys, b.keys)
+  // All numbers against all strings: no key in common (keys keep their types apart).
+  if (typeof ra.min !== typeof rb.min) return false
+  // Strings compare as strings, so not Math.max / Math.min.
+  let lo = ra.min
+  if (rb.min > lo) lo = rb.min
+  let hi = ra.max
+  if (rb.max < hi) hi = rb.max
+  return lo <= hi && commonKey(within(a, lo, hi), within(b, lo, hi))
+}
+
+/** The keys of `g` in `[lo, hi]` (for a ranged group). */
+const within = (g: GroupKeys, lo: number | string, hi: number | string): ReadonlyArray<unknown> => {
+  const keys = g.keys as ReadonlyArray<number | string>
+  if (!g.increasing) return keys.filter((key) => key >= lo && key <= hi)
+  let first = 0
+  let last = keys.length
+  while (first < last) {
+    const mid = (first + last) >>> 1
+    if (keys[mid]! < lo) first = mid + 1
+    else last = mid
+  }
+  let end = first
+  while (end < keys.length && keys[end]! <= hi) end++
+  return keys.slice(first, end)
+}
+
+const commonKey = (a: ReadonlyArray<unknown>, b: ReadonlyArray<unknown>): boolean => {
+  if (a.length === 0 || b.length === 0) return false
+  const seen = new Set(a.length <= b.length ? a : b)
+  for (const key of a.length <= b.length ? b : a) if (seen.has(key)) return true
+  return false
 }
