@@ -516,7 +516,7 @@ export class Engine {
     return Mailbox.toStream(this.failureBox)
   }
 
-  readonly awaitDone: Effect.Effect<void> = Effect.suspend(() => this.done.await)
+  readonly awaitDone: Effect.Effect<void> = this.done.await
 
   readonly isDone: Effect.Effect<boolean> = Effect.sync(() => this.done.isDone)
 

@@ -7,7 +7,7 @@
  * read once, with their range when they are all numbers or all strings. Two groups whose ranges do not
  * overlap cannot share a key; when they overlap, only the keys inside the overlap are compared. Keys
  * that grow with time (ids, timestamps: events, logs, and W1) overlap only at the edges of batches, so
- * this costs about one key read and two comparisons per row, and nothing when a group finishes.
+ * this costs about one key read and one comparison per row, and nothing when a group finishes.
  */
 import type * as Target from "../Target.js"
 import type { Group, GroupKeys } from "./group.js"
