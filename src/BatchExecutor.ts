@@ -50,6 +50,24 @@ export const isPartial = (u: unknown): u is Partial =>
   typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "Partial"
 
 /**
+ * What the engine tells an executor about the attempt it runs.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Attempt {
+  /** 1 for the first attempt of a call, 2 for its first retry, … */
+  readonly number: number
+  /**
+   * The flow's per-attempt `timeout` in milliseconds (`Infinity` for none). An executor that can
+   * give the sink the same deadline should: the SQL executors set PostgreSQL's `statement_timeout`
+   * and MariaDB's `max_statement_time`, so a slow statement is rolled back by the server (a known
+   * outcome) instead of being abandoned by the engine (an unknown one).
+   */
+  readonly timeoutMillis: number
+}
+
+/**
  * @since 0.1.0
  * @category models
  */
@@ -59,11 +77,13 @@ export interface BatchExecutor {
    * `void` when all are committed, or with a `Partial` naming the rows that were not. A failure fails
    * the whole call; the engine classifies the error and retries or reports the rows. A retry passes
    * the same `rows` array again, so an executor may keep per-call state keyed on it (e.g. to resume
-   * rather than resend after a timeout).
+   * rather than resend after a timeout). `attempt` is what the engine knows of this attempt (absent
+   * when an executor is called directly).
    */
   readonly execute: (
     target: Target.Any,
-    rows: ReadonlyArray<unknown>
+    rows: ReadonlyArray<unknown>,
+    attempt?: Attempt | undefined
   ) => Effect.Effect<void | Partial, unknown>
   /** Classification rules for this executor's own errors (e.g. SQLSTATEs), tried after the user's. */
   readonly rules: ReadonlyArray<Retry.Rule>
@@ -84,7 +104,11 @@ export const BatchExecutor: Context.Tag<BatchExecutor, BatchExecutor> = Context.
  * @category constructors
  */
 export const make = (
-  execute: (target: Target.Any, rows: ReadonlyArray<unknown>) => Effect.Effect<void | Partial, unknown>,
+  execute: (
+    target: Target.Any,
+    rows: ReadonlyArray<unknown>,
+    attempt?: Attempt | undefined
+  ) => Effect.Effect<void | Partial, unknown>,
   options?: { readonly rules?: ReadonlyArray<Retry.Rule> | undefined }
 ): BatchExecutor => ({ execute, rules: options?.rules ?? [] })
 
@@ -95,7 +119,11 @@ export const make = (
  * @category layers
  */
 export const layer = (
-  execute: (target: Target.Any, rows: ReadonlyArray<unknown>) => Effect.Effect<void | Partial, unknown>,
+  execute: (
+    target: Target.Any,
+    rows: ReadonlyArray<unknown>,
+    attempt?: Attempt | undefined
+  ) => Effect.Effect<void | Partial, unknown>,
   options?: { readonly rules?: ReadonlyArray<Retry.Rule> | undefined }
 ): Layer.Layer<BatchExecutor> => Layer.succeed(BatchExecutor, make(execute, options))
 

@@ -48,8 +48,17 @@ export interface Stats {
   readonly accepted: number
   /** Rows the executor committed. */
   readonly committed: number
-  /** Rows reported in a `BatchFailure`. accepted = buffered + in flight + committed + failed. */
+  /** Rows reported in a `BatchFailure` with outcome `failed`: known not written. */
   readonly failed: number
+  /**
+   * Rows reported in a `BatchFailure` with outcome `unknown_outcome`: maybe written.
+   * accepted = buffered + in flight + committed + failed + unknownOutcome.
+   */
+  readonly unknownOutcome: number
+  /** Of the `unknownOutcome` rows, those a late answer showed committed (the report stands). */
+  readonly lateCommitted: number
+  /** Of the `unknownOutcome` rows, those a late answer showed not written. */
+  readonly lateFailed: number
   /** Attempts beyond the first, over all groups. */
   readonly retries: number
   /** Failures dropped because the `failures` buffer was full (they were still logged). */

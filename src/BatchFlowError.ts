@@ -140,7 +140,18 @@ export class BatchFailure extends Schema.TaggedError<BatchFailure>()("BatchFailu
    * or, with `logRowValues`, as the driver wrote it with the values of sensitive columns replaced by
    * `[REDACTED]`. When absent, the masked text is computed from `cause` and `rows`.
    */
-  detail: Schema.optional(Schema.String)
+  detail: Schema.optional(Schema.String),
+  /**
+   * What is known of the rows: `failed`, they were not written (the database refused or rolled
+   * back the write, or it was never sent); `unknown_outcome`, they may have been written (the
+   * connection was lost while a statement ran or committed, or an attempt was abandoned at a
+   * deadline without an answer). Replaying `unknown_outcome` rows is safe only for idempotent
+   * targets (a key with `Conflict.ignore`, `update` or `replace`); check the sink first otherwise.
+   * Its reason is then `unknown_outcome`.
+   */
+  outcome: Schema.optionalWith(Schema.Literal("failed", "unknown_outcome"), {
+    default: () => "failed" as const
+  })
 }) {
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
@@ -148,7 +159,9 @@ export class BatchFailure extends Schema.TaggedError<BatchFailure>()("BatchFailu
   override get message(): string {
     const tries = this.attempts === 1 ? "1 attempt" : `${this.attempts} attempts`
     const detail = this.detail ?? maskedDetail(this.cause, this.rows)
-    return `${this.rows.length} row(s) for target "${this.target}" were not written after ${tries} (reason: ${this.reason}): ${detail}`
+    return this.outcome === "unknown_outcome"
+      ? `${this.rows.length} row(s) for target "${this.target}" may or may not have been written after ${tries} (reason: ${this.reason}): ${detail}. Check the target before writing them again, unless its writes are idempotent.`
+      : `${this.rows.length} row(s) for target "${this.target}" were not written after ${tries} (reason: ${this.reason}): ${detail}`
   }
 }
 
@@ -172,21 +185,27 @@ export class BatchFlowConfigError extends Schema.TaggedError<BatchFlowConfigErro
 }
 
 /**
- * One attempt of an executor call ran longer than the configured `timeout` and was interrupted.
- * Classified as retryable with reason `timeout`.
+ * One attempt of an executor call gave no answer within the configured `timeout` and a short grace
+ * after it. The attempt is abandoned, not interrupted: it may still take effect, and when it ends its
+ * real outcome is recorded (`Stats.lateCommitted`, a log line). Classified with reason `timeout` and
+ * an unknown outcome: retried only for idempotent targets, otherwise reported as `unknown_outcome`.
+ * (The SQL executors also give the database the same deadline, so a slow statement normally ends on
+ * the server with a known rollback before this happens.)
  *
  * @since 0.1.0
  * @category errors
  */
 export class AttemptTimeout extends Schema.TaggedError<AttemptTimeout>()("AttemptTimeout", {
   target: Schema.String,
-  timeoutMillis: Schema.Number
+  timeoutMillis: Schema.Number,
+  /** How long the attempt was given past `timeoutMillis` to settle before it was abandoned. */
+  graceMillis: Schema.optionalWith(Schema.Number, { default: () => 0 })
 }) {
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   /** @since 0.1.0 */
   override get message(): string {
-    return `Writing a batch for target "${this.target}" took longer than ${this.timeoutMillis} ms; the attempt was interrupted.`
+    return `Writing a batch for target "${this.target}" gave no answer within ${this.timeoutMillis} ms (and ${this.graceMillis} ms of grace); the attempt was abandoned and may still take effect, so its outcome is unknown.`
   }
 }
 
@@ -202,7 +221,12 @@ export class ExecutorError extends Schema.TaggedError<ExecutorError>()("Executor
   message: Schema.String,
   retryable: Schema.Boolean,
   reason: Schema.String,
-  cause: Schema.optional(Schema.Defect)
+  cause: Schema.optional(Schema.Defect),
+  /**
+   * The write may have taken effect (e.g. the sink's connection was lost before it answered): retried
+   * only for targets with `idempotentWrites`, otherwise reported as `unknown_outcome`.
+   */
+  unknownOutcome: Schema.optional(Schema.Boolean)
 }) {
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId

@@ -296,14 +296,27 @@ export const errors = counter(
 // ---------------------------------------------------------------- per target (beyond the seed)
 
 /**
- * Rows by `target` and `outcome`: `committed` or `failed` (reported in a `BatchFailure`).
+ * Rows by `target` and `outcome`: `committed`, `failed` (reported in a `BatchFailure`, not written)
+ * or `unknown_outcome` (reported, maybe written).
  *
  * @since 0.1.0
  * @category metrics
  */
 export const targetRows = counter(
   "batchflow_target_rows_total",
-  "Rows by target and outcome (committed, failed)."
+  "Rows by target and outcome (committed, failed, unknown_outcome)."
+)
+
+/**
+ * Rows reported as `unknown_outcome` whose abandoned attempt answered later, by `target` and
+ * `outcome` (`committed` or `failed`): the real outcome, for reconciliation.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const targetLateRows = counter(
+  "batchflow_target_late_rows_total",
+  "Rows reported as unknown_outcome whose abandoned attempt answered later, by target and real outcome (committed, failed)."
 )
 
 /**
@@ -448,6 +461,7 @@ export const layer = (options: Options = {}): Layer.Layer<observer.EngineObserve
         executorConcurrency,
         errors,
         targetRows,
+        targetLateRows,
         targetRetries,
         targetFailures,
         operationGeneratedItems,

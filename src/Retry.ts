@@ -28,6 +28,14 @@ export interface Classification {
    * rows and report only the bad ones.
    */
   readonly rowLevel?: boolean | undefined
+  /**
+   * The write may have taken effect: the connection was lost while the statement ran or committed,
+   * or the attempt was abandoned at a deadline without an answer. Such an attempt is retried only
+   * when the target's writes are idempotent (`Target.idempotentWrites`); otherwise its rows are reported
+   * at once with reason `unknown_outcome`. Either way, once an attempt of a part may have been
+   * applied, a final failure of that part is reported as `unknown_outcome`, never as `failed`.
+   */
+  readonly unknownOutcome?: boolean | undefined
 }
 
 /**
@@ -48,17 +56,23 @@ export type Rule = (error: unknown) => Classification | undefined
 export const unknownError: Classification = { retryable: false, reason: "non_retryable" }
 
 /**
- * The engine's own rules: attempt timeouts are retryable (`timeout`), `ExecutorError`s carry their
- * own answer. (Defects, i.e. thrown exceptions, never reach the rules: they are final, reason `defect`.)
+ * The engine's own rules: attempt timeouts are retryable (`timeout`) with an unknown outcome (the
+ * attempt was abandoned without an answer), `ExecutorError`s carry their own answer. (Defects, i.e.
+ * thrown exceptions, never reach the rules: they are final, reason `defect`.)
  *
  * @since 0.1.0
  * @category rules
  */
 export const engineRule: Rule = (error) => {
-  if (Predicate.isTagged(error, "AttemptTimeout")) return { retryable: true, reason: "timeout" }
+  if (Predicate.isTagged(error, "AttemptTimeout"))
+    return { retryable: true, reason: "timeout", unknownOutcome: true }
   if (Predicate.isTagged(error, "ExecutorError") && Predicate.hasProperty(error, "retryable")) {
-    const e = error as unknown as { readonly retryable: boolean; readonly reason: string }
-    return { retryable: e.retryable, reason: e.reason }
+    const e = error as unknown as {
+      readonly retryable: boolean
+      readonly reason: string
+      readonly unknownOutcome?: boolean | undefined
+    }
+    return { retryable: e.retryable, reason: e.reason, unknownOutcome: e.unknownOutcome === true }
   }
   return undefined
 }

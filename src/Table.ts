@@ -203,7 +203,9 @@ export const makeEither = <A, I>(
     const target = Target.make(name, {
       schema: options.columns,
       key: key as ReadonlyArray<keyof A & string>,
-      ordered: options.ordered
+      ordered: options.ordered,
+      // Re-sent rows are skipped or overwrite themselves only when a conflict mode meets a key.
+      idempotentWrites: conflict._tag !== "None" && key.length > 0
     })
     const table: Table<A> = {
       ...target,

@@ -39,6 +39,12 @@ export interface Target<A> {
    * True by default when the target has a key.
    */
   readonly ordered: boolean
+  /**
+   * Whether writing the same rows twice leaves the sink as writing them once. An attempt whose
+   * outcome is unknown (connection lost mid-write, no answer by the deadline) is retried only for
+   * idempotent targets; for the others its rows are reported with reason `unknown_outcome`.
+   */
+  readonly idempotentWrites: boolean
   /** The row's key as one comparable value, or `undefined` when any key field is null/undefined. */
   readonly keyOf: (row: A) => unknown
   /** `undefined` for a valid row, otherwise the typed error naming the field. */
@@ -56,6 +62,7 @@ export interface Any {
   readonly name: string
   readonly key: ReadonlyArray<string>
   readonly ordered: boolean
+  readonly idempotentWrites: boolean
   readonly keyOf: (row: never) => unknown
   readonly validate: (row: unknown) => InvalidRow | undefined
 }
@@ -76,6 +83,11 @@ export interface Options<A, I> {
   readonly schema: Schema.Schema<A, I>
   readonly key?: ReadonlyArray<keyof A & string> | undefined
   readonly ordered?: boolean | undefined
+  /**
+   * Whether the sink's writes are idempotent (e.g. upserts by `key`): then an attempt whose outcome
+   * is unknown is retried. Default false: such rows are reported as `unknown_outcome` instead.
+   */
+  readonly idempotentWrites?: boolean | undefined
 }
 
 /**
@@ -109,6 +121,7 @@ export const make = <A, I>(name: string, options: Options<A, I>): Target<A> => {
     schema: options.schema,
     key,
     ordered: options.ordered ?? key.length > 0,
+    idempotentWrites: options.idempotentWrites ?? false,
     keyOf: keyFunction<A>(key),
     validate: makeValidator(name, options.schema as never)
   }

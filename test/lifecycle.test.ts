@@ -263,57 +263,69 @@ describe("backpressure", () => {
 })
 
 describe("close timeout", () => {
-  it.effect("rows not written within closeTimeout are reported as close_timeout and their writers fail", () =>
-    Effect.gen(function* () {
-      const rec = recorder(() => Effect.sleep("10 seconds"))
-      const { flow, scope } = yield* startFlow(
-        { flushSize: 2, bufferSize: 10, concurrency: 1, flushInterval: "1 hour", closeTimeout: "1 second" },
-        rec.executor
-      )
-      const writers: Array<Fiber.RuntimeFiber<void, unknown>> = []
-      for (const r of rows(5)) {
-        writers.push(yield* Effect.fork(flow.write(Events, r)))
-        yield* settle(5)
-      }
-      // Rows 0-1 are being written (the executor sleeps 10 s); rows 2-4 wait in the buffer.
-      expect(rec.calls.map((c) => c.rows)).toEqual([[row(0), row(1)]])
-      const before = yield* flow.stats
-      expect(before.inFlight).toBe(1)
-      expect(before.buffered).toBe(3)
+  it.effect(
+    "past closeTimeout, rows never sent are reported close_timeout and rows being written unknown_outcome",
+    () =>
+      Effect.gen(function* () {
+        const rec = recorder(() => Effect.sleep("10 seconds"))
+        const { flow, scope } = yield* startFlow(
+          { flushSize: 2, bufferSize: 10, concurrency: 1, flushInterval: "1 hour", closeTimeout: "1 second" },
+          rec.executor
+        )
+        const writers: Array<Fiber.RuntimeFiber<void, unknown>> = []
+        for (const r of rows(5)) {
+          writers.push(yield* Effect.fork(flow.write(Events, r)))
+          yield* settle(5)
+        }
+        // Rows 0-1 are being written (the executor sleeps 10 s); rows 2-4 wait in the buffer.
+        expect(rec.calls.map((c) => c.rows)).toEqual([[row(0), row(1)]])
+        const before = yield* flow.stats
+        expect(before.inFlight).toBe(1)
+        expect(before.buffered).toBe(3)
 
-      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
-      yield* TestClock.adjust("1 second")
-      yield* Fiber.join(closing)
+        const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.join(closing)
 
-      const failures = Chunk.toReadonlyArray(yield* Stream.runCollect(flow.failures))
-      expect(failures.length).toBe(2)
-      for (const f of failures) {
-        expect(f.reason).toBe("close_timeout")
-        expect(f.target).toBe("events")
-      }
-      const inFlight = failures.find((f) => f.rows.length === 2)
-      const buffered = failures.find((f) => f.rows.length === 3)
-      expect(inFlight?.rows).toEqual([row(0), row(1)])
-      expect(buffered?.rows).toEqual([row(2), row(3), row(4)])
+        const failures = Chunk.toReadonlyArray(yield* Stream.runCollect(flow.failures))
+        expect(failures.length).toBe(2)
+        const inFlight = failures.find((f) => f.rows.length === 2)
+        const buffered = failures.find((f) => f.rows.length === 3)
+        expect(inFlight?.rows).toEqual([row(0), row(1)])
+        expect(inFlight?.reason).toBe("unknown_outcome")
+        expect(inFlight?.outcome).toBe("unknown_outcome")
+        expect(buffered?.rows).toEqual([row(2), row(3), row(4)])
+        expect(buffered?.reason).toBe("close_timeout")
+        expect(buffered?.outcome).toBe("failed")
 
-      for (const [i, writer] of writers.entries()) {
-        const error = yield* Effect.flip(Fiber.join(writer))
-        expect(error).toBeInstanceOf(BatchFlowError.BatchFailure)
-        const failure = error as BatchFlowError.BatchFailure
-        expect(failure.reason).toBe("close_timeout")
-        expect(failure.rows).toContainEqual(row(i))
-      }
+        for (const [i, writer] of writers.entries()) {
+          const error = yield* Effect.flip(Fiber.join(writer))
+          expect(error).toBeInstanceOf(BatchFlowError.BatchFailure)
+          const failure = error as BatchFlowError.BatchFailure
+          expect(failure.reason).toBe(i < 2 ? "unknown_outcome" : "close_timeout")
+          expect(failure.rows).toContainEqual(row(i))
+        }
 
-      expect(rec.committedCount()).toBe(0)
-      const stats = yield* flow.stats
-      expect(stats.accepted).toBe(5)
-      expect(stats.committed).toBe(0)
-      expect(stats.failed).toBe(5)
-      expect(stats.accepted).toBe(stats.committed + stats.failed)
-      expect(stats.buffered).toBe(0)
-      expect(stats.inFlight).toBe(0)
-      expect(yield* flow.isDone).toBe(true)
-    })
+        expect(rec.committedCount()).toBe(0)
+        const stats = yield* flow.stats
+        expect(stats.accepted).toBe(5)
+        expect(stats.committed).toBe(0)
+        expect(stats.failed).toBe(3)
+        expect(stats.unknownOutcome).toBe(2)
+        expect(stats.accepted).toBe(stats.committed + stats.failed + stats.unknownOutcome)
+        expect(stats.buffered).toBe(0)
+        expect(yield* flow.isDone).toBe(true)
+
+        // The abandoned attempt was not interrupted: when it ends, its real outcome is recorded.
+        yield* TestClock.adjust("10 seconds")
+        yield* settle(10)
+        expect(rec.committedCount()).toBe(2)
+        const after = yield* flow.stats
+        expect(after.lateCommitted).toBe(2)
+        expect(after.lateFailed).toBe(0)
+        expect(after.committed).toBe(0)
+        expect(after.inFlight).toBe(0)
+      })
   )
 
   it.effect("close timeout also reports rows waiting behind an unfinished group with the same key", () =>
@@ -338,16 +350,20 @@ describe("close timeout", () => {
 
       const stats = yield* flow.stats
       expect(stats.accepted).toBe(2)
-      expect(stats.accepted).toBe(stats.committed + stats.failed)
+      expect(stats.accepted).toBe(stats.committed + stats.failed + stats.unknownOutcome)
       const failures = Chunk.toReadonlyArray(yield* Stream.runCollect(flow.failures))
       expect(failures.flatMap((f) => f.rows)).toEqual(
         expect.arrayContaining([row(1, "first"), row(1, "second")])
       )
-      for (const writer of [first, second]) {
+      // The first was being written (maybe written); the second never reached the executor.
+      for (const [writer, reason] of [
+        [first, "unknown_outcome"],
+        [second, "close_timeout"]
+      ] as const) {
         const exit = yield* Fiber.poll(writer)
         expect(Option.isSome(exit)).toBe(true)
         const error = yield* Effect.flip(Fiber.join(writer))
-        expect((error as BatchFlowError.BatchFailure).reason).toBe("close_timeout")
+        expect((error as BatchFlowError.BatchFailure).reason).toBe(reason)
       }
     })
   )

@@ -237,7 +237,7 @@ describe("errors, retries and rejections", () => {
   )
 
   it.effect(
-    "rows not written before closeTimeout count as failed with reason close_timeout; gauges end at 0",
+    "past closeTimeout, buffered rows count as failed (close_timeout), rows being written as unknown_outcome; gauges end at 0",
     () =>
       Effect.gen(function* () {
         const { database, instanceId, tags } = labelsFor("closeTimeout")
@@ -252,9 +252,11 @@ describe("errors, retries and rejections", () => {
         expect(gauge("batchflow_pipeline_queue_length", tags)).toBe(3)
         yield* closeScope()
         const users = { ...tags, target: "m_users" }
-        // The group being written (2 rows) and the rows still buffered (3).
-        expect(counter("batchflow_target_rows_total", { ...users, outcome: "failed" })).toBe(5)
-        expect(counter("batchflow_target_failures_total", { ...users, reason: "close_timeout" })).toBe(2)
+        // The group being written (2 rows, maybe written) and the rows still buffered (3, never sent).
+        expect(counter("batchflow_target_rows_total", { ...users, outcome: "failed" })).toBe(3)
+        expect(counter("batchflow_target_rows_total", { ...users, outcome: "unknown_outcome" })).toBe(2)
+        expect(counter("batchflow_target_failures_total", { ...users, reason: "close_timeout" })).toBe(1)
+        expect(counter("batchflow_target_failures_total", { ...users, reason: "unknown_outcome" })).toBe(1)
         expect(gauge("batchflow_pipeline_queue_length", tags)).toBe(0)
         expect(gauge("batchflow_inflight_batches", tags)).toBe(0)
       }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, Logger.none)))
@@ -361,7 +363,7 @@ describe("backend reports and opting out", () => {
 
   it("every metric is named batchflow_*, counters end in _total, and the names are unique", () => {
     const names = BatchFlowMetrics.metricNames
-    expect(names.length).toBe(24)
+    expect(names.length).toBe(25)
     expect(new Set(names).size).toBe(names.length)
     for (const name of names) expect(name).toMatch(/^batchflow_[a-z_]+$/)
     const counters = [
@@ -370,6 +372,7 @@ describe("backend reports and opting out", () => {
       BatchFlowMetrics.dropped,
       BatchFlowMetrics.errors,
       BatchFlowMetrics.targetRows,
+      BatchFlowMetrics.targetLateRows,
       BatchFlowMetrics.targetRetries,
       BatchFlowMetrics.targetFailures,
       BatchFlowMetrics.sqlDeduplicatedRows

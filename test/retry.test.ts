@@ -365,52 +365,92 @@ describe("classification", () => {
 })
 
 describe("per-attempt timeout", () => {
-  it.effect("an attempt longer than timeout is interrupted, retried as timeout, and counted", () =>
-    Effect.gen(function* () {
-      const started: Array<number> = []
-      const interrupted: Array<number> = []
-      const finalized: Array<number> = []
-      let completed = 0
-      const executor = BatchExecutor.make(() =>
-        Effect.gen(function* () {
-          started.push(yield* Clock.currentTimeMillis)
-          yield* Effect.sleep("10 seconds")
-          completed++
-        }).pipe(
-          Effect.onInterrupt(() =>
-            Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => interrupted.push(t)))
-          ),
-          Effect.ensuring(
-            Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => finalized.push(t)))
-          )
+  /** An executor whose every call sleeps 10 s, recording when calls start, end or are interrupted. */
+  const slow = () => {
+    const started: Array<number> = []
+    const interrupted: Array<number> = []
+    const completed: Array<number> = []
+    const executor = BatchExecutor.make(() =>
+      Effect.gen(function* () {
+        started.push(yield* Clock.currentTimeMillis)
+        yield* Effect.sleep("10 seconds")
+        completed.push(yield* Clock.currentTimeMillis)
+      }).pipe(
+        Effect.onInterrupt(() =>
+          Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => interrupted.push(t)))
         )
       )
-      const { flow, close } = yield* startFlow(
-        {
-          flushSize: 1,
-          timeout: "1 second",
-          retry: { maxAttempts: 3, backoffBase: "100 millis", maxBackoff: "1 second", jitter: 0 }
-        },
-        executor
-      )
-      const writer = yield* Effect.fork(Effect.flip(flow.write(Items, item(1))))
-      yield* TestClock.adjust("1 minute")
-      const error = yield* Fiber.join(writer)
-      expect(started).toEqual([0, 1100, 2300])
-      expect(interrupted).toEqual([1000, 2100, 3300])
-      expect(finalized).toEqual([1000, 2100, 3300])
-      expect(completed).toBe(0)
-      expect(error).toMatchObject({ _tag: "BatchFailure", attempts: 3, retryable: true, reason: "timeout" })
-      const failures = yield* close
-      expect(failures).toHaveLength(1)
-      expect(failures[0]!.cause).toBeInstanceOf(BatchFlowError.AttemptTimeout)
-      expect(failures[0]!.cause).toMatchObject({ target: "items", timeoutMillis: 1000 })
-      expect((yield* flow.stats).retries).toBe(2)
-    })
+    )
+    return { executor, started, interrupted, completed }
+  }
+  const retry = { maxAttempts: 3, backoffBase: "100 millis", maxBackoff: "1 second", jitter: 0 } as const
+
+  it.effect(
+    "an attempt with no answer by timeout + grace is abandoned, reported unknown_outcome, and its late answer recorded",
+    () =>
+      Effect.gen(function* () {
+        const { executor, started, interrupted, completed } = slow()
+        const { flow, close } = yield* startFlow({ flushSize: 1, timeout: "1 second", retry }, executor)
+        const writer = yield* Effect.fork(Effect.flip(flow.write(Items, item(1))))
+        yield* TestClock.adjust("5 seconds")
+        const error = yield* Fiber.join(writer)
+        // Not idempotent: an attempt that may have been applied is never sent again.
+        expect(started).toEqual([0])
+        expect(error).toMatchObject({
+          _tag: "BatchFailure",
+          attempts: 1,
+          reason: "unknown_outcome",
+          outcome: "unknown_outcome"
+        })
+        expect((error as BatchFlowError.BatchFailure).cause).toBeInstanceOf(BatchFlowError.AttemptTimeout)
+        expect((error as BatchFlowError.BatchFailure).cause).toMatchObject({
+          timeoutMillis: 1000,
+          graceMillis: 1000
+        })
+        expect(yield* flow.stats).toMatchObject({
+          committed: 0,
+          failed: 0,
+          unknownOutcome: 1,
+          lateCommitted: 0
+        })
+        // The attempt was left running, not interrupted: its answer at 10 s is the real outcome.
+        yield* TestClock.adjust("10 seconds")
+        expect(interrupted).toEqual([])
+        expect(completed).toEqual([10_000])
+        expect(yield* flow.stats).toMatchObject({
+          unknownOutcome: 1,
+          lateCommitted: 1,
+          lateFailed: 0,
+          retries: 0
+        })
+        const failures = yield* close
+        expect(failures).toHaveLength(1)
+      })
   )
 
-  it.effect("a timed-out attempt followed by a fast one commits the rows once", () =>
+  it.effect(
+    "an abandoned attempt of an idempotent target is retried; the part ends unknown_outcome if none answers",
+    () =>
+      Effect.gen(function* () {
+        const Upserts = Target.make("upserts", { schema: Items.schema, key: ["id"], idempotentWrites: true })
+        const { executor, started, interrupted } = slow()
+        const { flow, close } = yield* startFlow({ flushSize: 1, timeout: "1 second", retry }, executor)
+        const writer = yield* Effect.fork(Effect.flip(flow.write(Upserts, item(1))))
+        yield* TestClock.adjust("1 minute")
+        const error = yield* Fiber.join(writer)
+        // Abandoned at 2 s (timeout + 1 s of grace), retried after 100 ms, then after 200 ms.
+        expect(started).toEqual([0, 2100, 4300])
+        expect(interrupted).toEqual([])
+        expect(error).toMatchObject({ _tag: "BatchFailure", attempts: 3, reason: "unknown_outcome" })
+        // Late answers for a part reported unknown: counted once.
+        expect(yield* flow.stats).toMatchObject({ unknownOutcome: 1, lateCommitted: 1, retries: 2 })
+        yield* close
+      })
+  )
+
+  it.effect("an abandoned attempt followed by a fast one commits the rows (idempotent target)", () =>
     Effect.gen(function* () {
+      const Upserts = Target.make("upserts", { schema: Items.schema, key: ["id"], idempotentWrites: true })
       let calls = 0
       const memory = BatchExecutor.memory()
       const executor = BatchExecutor.make((target, rows) => {
@@ -424,15 +464,33 @@ describe("per-attempt timeout", () => {
         executor
       )
       const writers = yield* Effect.fork(
-        Effect.all([flow.write(Items, item(1)), flow.write(Items, item(2))], { concurrency: "unbounded" })
+        Effect.all([flow.write(Upserts, item(1)), flow.write(Upserts, item(2))], { concurrency: "unbounded" })
       )
       yield* TestClock.adjust("2 seconds")
       yield* Fiber.join(writers)
       const failures = yield* close
       expect(failures).toEqual([])
       expect(calls).toBe(2)
-      expect(memory.rowsOf("items")).toEqual([item(1), item(2)])
-      expect(yield* flow.stats).toMatchObject({ committed: 2, failed: 0, retries: 1 })
+      expect(memory.rowsOf("upserts")).toEqual([item(1), item(2)])
+      expect(yield* flow.stats).toMatchObject({ committed: 2, failed: 0, unknownOutcome: 0, retries: 1 })
+      // The abandoned first attempt answers at last: the rows were committed already, nothing changes.
+      yield* TestClock.adjust("1 hour")
+      expect(yield* flow.stats).toMatchObject({ committed: 2, lateCommitted: 0 })
+    })
+  )
+
+  it.effect("an attempt that answers within the grace after timeout keeps its real result", () =>
+    Effect.gen(function* () {
+      const memory = BatchExecutor.memory()
+      const executor = BatchExecutor.make((target, rows) =>
+        Effect.zipRight(Effect.sleep("1200 millis"), memory.execute(target, rows))
+      )
+      const { flow, close } = yield* startFlow({ flushSize: 1, timeout: "1 second" }, executor)
+      const writer = yield* Effect.fork(flow.write(Items, item(1)))
+      yield* TestClock.adjust("2 seconds")
+      yield* Fiber.join(writer)
+      expect(yield* close).toEqual([])
+      expect(yield* flow.stats).toMatchObject({ committed: 1, unknownOutcome: 0, retries: 0 })
     })
   )
 })

@@ -18,9 +18,22 @@ import * as Retry from "../Retry.js"
 import type * as Target from "../Target.js"
 import type { Classified, Part } from "./group.js"
 import type { Observer } from "./observer.js"
-import { timeoutFail } from "./timeout.js"
+import { runAttempt } from "./timeout.js"
 
 const defectReason: Retry.Classification = { retryable: false, reason: "defect" }
+
+/** How long past its timeout an attempt may still answer: time for the server's own deadline to reach us. */
+const graceMillis = (timeoutMillis: number): number => Math.min(1000, timeoutMillis)
+
+/**
+ * What an attempt that may have taken effect is classified as when its target is not idempotent:
+ * final, so the rows are reported rather than written twice.
+ */
+const unknownOutcomeReason: Retry.Classification = {
+  retryable: false,
+  reason: "unknown_outcome",
+  unknownOutcome: true
+}
 
 /** @internal */
 export class Attempts {
@@ -33,26 +46,52 @@ export class Attempts {
     private readonly observer: Observer,
     private readonly clock: Clock.Clock,
     /** Executor calls taking at least this long (retries included) are logged as a warning. */
-    private readonly slowBatchMillis: number
+    private readonly slowBatchMillis: number,
+    /** The answer of an attempt the engine stopped waiting for (see timeout.ts). */
+    private readonly late: (
+      target: Target.Any,
+      part: Part,
+      exit: Exit.Exit<void | Partial, unknown>
+    ) => Effect.Effect<void>
   ) {
     this.retrySchedule = Schedule.mapInput(Retry.schedule(config.retry), (c: Classified) => c.classification)
+  }
+
+  /**
+   * How an attempt's error is treated for this part: an error that leaves the outcome unknown marks
+   * the part as maybe written, and is final unless the target's writes are idempotent.
+   */
+  private classifyFor(target: Target.Any, part: Part, error: unknown): Retry.Classification {
+    const classification = this.classify(error)
+    if (classification.unknownOutcome !== true) return classification
+    part.maybeWritten = true
+    return target.idempotentWrites ? classification : unknownOutcomeReason
   }
 
   /** All attempts of one part: retry per the schedule, each attempt under the timeout. */
   run(target: Target.Any, part: Part): Effect.Effect<void | Partial, Classified> {
     const timeoutMillis = Duration.toMillis(this.config.timeout)
-    let once: Effect.Effect<void | Partial, unknown> = Effect.suspend(() => {
-      if (part.attempts++ === 0) part.startedAt = this.clock.unsafeCurrentTimeMillis()
-      return this.executor.execute(target, part.rows)
-    })
-    if (Duration.isFinite(this.config.timeout)) {
-      once = timeoutFail(
-        once,
-        this.config.timeout,
-        () => new AttemptTimeout({ target: target.name, timeoutMillis })
-      )
+    const deadline = {
+      timeout: this.config.timeout,
+      grace: Duration.millis(Duration.isFinite(this.config.timeout) ? graceMillis(timeoutMillis) : 0),
+      onTimeout: () =>
+        new AttemptTimeout({ target: target.name, timeoutMillis, graceMillis: graceMillis(timeoutMillis) })
     }
-    const attemptOnce = once
+    const onLate = (exit: Exit.Exit<void | Partial, unknown>) => this.late(target, part, exit)
+    const attemptOnce = Effect.suspend(() => {
+      if (part.attempts++ === 0) part.startedAt = this.clock.unsafeCurrentTimeMillis()
+      part.executing = true
+      return Effect.ensuring(
+        runAttempt(
+          this.executor.execute(target, part.rows, { number: part.attempts, timeoutMillis }),
+          deadline,
+          onLate
+        ),
+        Effect.sync(() => {
+          part.executing = false
+        })
+      )
+    })
     // The last failed attempt's error and classification: the span annotation classifies it first,
     // and the retry reuses that, so the rules run once per failed attempt.
     let last: Classified | undefined
@@ -61,7 +100,7 @@ export class Attempts {
       Effect.withSpan(
         Effect.onExit(attemptOnce, (exit) =>
           Effect.annotateCurrentSpan(
-            this.attemptOutcome(exit, (classified) => {
+            this.attemptOutcome(target, part, exit, (classified) => {
               last = classified
             })
           )
@@ -81,15 +120,16 @@ export class Attempts {
       // Errors raised inside a span come wrapped (Effect attaches the span): report the original.
       const failure = Option.map(Cause.failureOption(cause), Cause.originalError)
       if (Option.isSome(failure)) {
-        const classification =
+        let classification =
           last !== undefined && last.error === failure.value
             ? last.classification
-            : this.classify(failure.value)
-        this.observer.attemptFailed(
-          target.name,
-          classification.reason,
-          !classification.retryable || part.attempts >= this.config.retry.maxAttempts
-        )
+            : this.classifyFor(target, part, failure.value)
+        const final = !classification.retryable || part.attempts >= this.config.retry.maxAttempts
+        // A part an earlier attempt may have written ends as unknown_outcome, whatever ended it last
+        // (unless it is a row-level error, which isolates the bad rows first).
+        if (final && part.maybeWritten && classification.rowLevel !== true)
+          classification = unknownOutcomeReason
+        this.observer.attemptFailed(target.name, classification.reason, final)
         return Effect.fail<Classified>({ error: failure.value, classification })
       }
       const defect = Option.map(Cause.dieOption(cause), Cause.originalError)
@@ -105,6 +145,8 @@ export class Attempts {
   }
 
   private attemptOutcome(
+    target: Target.Any,
+    part: Part,
     exit: Exit.Exit<unknown, unknown>,
     onFailure: (classified: Classified) => void
   ): Record<string, string> {
@@ -115,7 +157,7 @@ export class Attempts {
     const failure = Cause.failureOption(exit.cause)
     if (Option.isSome(failure)) {
       const error = Cause.originalError(failure.value)
-      const classification = this.classify(error)
+      const classification = this.classifyFor(target, part, error)
       onFailure({ error, classification })
       return { "batchflow.outcome": "failure", "batchflow.reason": classification.reason }
     }

@@ -1,7 +1,8 @@
 /**
- * Closing within `closeTimeout`: the workers get that long to drain the buffer; past it they are
- * stopped, and every accepted row not written by then is reported rather than lost, with reason
- * `close_timeout` (or `engine_failure` when a worker itself failed).
+ * Closing within `closeTimeout`: the workers get that long to drain the buffer; past it every
+ * accepted row not settled by then is reported rather than lost: rows never sent with reason
+ * `close_timeout` (or `engine_failure` when a worker itself failed), rows of an attempt still
+ * running as `unknown_outcome`.
  */
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
@@ -29,25 +30,27 @@ export const closeTimeoutMessage = (closeTimeout: Duration.Duration, what: "batc
 }
 
 /**
- * Waits for the workers to drain everything; past `closeTimeout`, stops them and reports what is left
- * in the buffer through `reportBuffered`.
+ * Waits for the workers to drain everything. Past `closeTimeout`, reports every unsettled row at once
+ * through `reportUnfinished`, then tells the workers to stop without waiting for them: a driver call
+ * that does not return (a server that accepts connections and never answers) cannot hold close past
+ * its deadline. The workers' attempts still running answer later, as late outcomes.
  *
  * @internal
  */
 export const drainWorkers = (
   workers: ReadonlyArray<Fiber.RuntimeFiber<void>>,
   closeTimeout: Duration.Duration,
-  reportBuffered: (classification: Retry.Classification, error: unknown) => Effect.Effect<void>
+  reportUnfinished: (classification: Retry.Classification, error: unknown) => Effect.Effect<void>
 ): Effect.Effect<void> =>
   Effect.gen(function* () {
     const drained = yield* Fiber.await(Fiber.all(workers)).pipe(Effect.timeoutOption(closeTimeout))
-    if (Option.isNone(drained) || Exit.isFailure(drained.value)) {
-      yield* Fiber.interruptAll(workers)
-      yield* Option.isNone(drained)
-        ? reportBuffered(closeTimeoutReason, closeTimeoutMessage(closeTimeout, "rows"))
-        : reportBuffered(
-            engineFailureReason,
-            Cause.squash((drained.value as Exit.Failure<void, never>).cause)
-          )
-    }
+    if (Option.isSome(drained) && Exit.isSuccess(drained.value)) return
+    const reports = Option.isNone(drained)
+      ? reportUnfinished(closeTimeoutReason, closeTimeoutMessage(closeTimeout, "rows"))
+      : reportUnfinished(
+          engineFailureReason,
+          Cause.squash((drained.value as Exit.Failure<void, never>).cause)
+        )
+    for (const worker of workers) worker.unsafeInterruptAsFork(worker.id())
+    yield* reports
   })

@@ -74,6 +74,8 @@ export class Engine {
   private readonly ordering: boolean
   /** When a submit last yielded to the event loop (performance.now()). */
   private lastTurn = performance.now()
+  /** The rejection of each target after close (see `rejectClosed`). */
+  private readonly closedErrors = new Map<string, Effect.Effect<never, BatchFlowClosed>>()
   private readonly intervalMillis: number
   /** Whether row values may be shown, and which columns never are. */
   private readonly redaction: Redact.Redaction
@@ -95,8 +97,16 @@ export class Engine {
     this.intervalMillis = Duration.toMillis(config.flushInterval)
     this.redaction = Redact.make(config)
     this.flushRequests = new FlushRequests()
-    this.attempts = new Attempts(config, executor, classify, observer, clock, slowBatchMillis)
     this.settlement = new Settlement(observer, clock, classify, failureBox, this.redaction)
+    this.attempts = new Attempts(
+      config,
+      executor,
+      classify,
+      observer,
+      clock,
+      slowBatchMillis,
+      (target, part, exit) => this.settlement.late(target, part, exit)
+    )
   }
 
   private get size(): number {
@@ -147,9 +157,22 @@ export class Engine {
     return Effect.fail(this.redaction.logRowValues ? withValue(invalid, this.redaction) : invalid)
   }
 
+  /**
+   * After close, producers that keep calling must cost little and never starve the drain: one
+   * error per target, made once (constructing a tagged error costs ~15 µs), and a turn of the event
+   * loop at most every 50 ms, so the close deadline's timer fires on time.
+   */
   private rejectClosed(target: Target.Any): Effect.Effect<never, BatchFlowClosed> {
     this.observer.submitRejected(target.name, "closed")
-    return Effect.fail(new BatchFlowClosed({ target: target.name }))
+    let rejected = this.closedErrors.get(target.name)
+    if (rejected === undefined) {
+      rejected = Effect.fail(new BatchFlowClosed({ target: target.name }))
+      this.closedErrors.set(target.name, rejected)
+    }
+    const now = performance.now()
+    if (now - this.lastTurn < 50) return rejected
+    this.lastTurn = now
+    return Effect.zipRight(eventLoopTurn, rejected)
   }
 
   /** `waitingSince`: when this submit first found the buffer full (only such submits are timed). */
@@ -403,25 +426,38 @@ export class Engine {
     return restore(body).pipe(
       Effect.onExit((exit) =>
         Effect.suspend(() => {
-          const classified: Classified | undefined = Exit.isSuccess(exit)
-            ? undefined
-            : Exit.isInterrupted(exit)
-              ? {
-                  error: closeTimeoutMessage(this.config.closeTimeout, "batch"),
-                  classification: closeTimeoutReason
-                }
-              : { error: Cause.squash(exit.cause), classification: engineFailureReason }
-          const unsettled = classified === undefined ? [] : Array.from(group.open)
-          if (unsettled.length > 0) group.failed = true
-          group.open.clear()
+          const reports = Exit.isSuccess(exit)
+            ? Effect.void
+            : this.abandonGroup(
+                group,
+                Exit.isInterrupted(exit)
+                  ? {
+                      error: closeTimeoutMessage(this.config.closeTimeout, "batch"),
+                      classification: closeTimeoutReason
+                    }
+                  : { error: Cause.squash(exit.cause), classification: engineFailureReason }
+              )
           return Effect.zipRight(
-            Effect.forEach(unsettled, (part) => this.settlement.failure(group.target, part, classified!), {
-              discard: true
-            }),
+            reports,
             Effect.sync(() => this.finish(group))
           )
         })
       )
+    )
+  }
+
+  /**
+   * Reports, now, every part of a group that is not settled: the flow stops waiting for it (the close
+   * deadline, or its fiber ended otherwise). Rows of an attempt still running are `unknown_outcome`
+   * (its late answer is recorded); the others were never written and get `classified`.
+   */
+  private abandonGroup(group: Group, classified: Classified): Effect.Effect<void> {
+    const open = Array.from(group.open)
+    group.open.clear()
+    if (open.length > 0) group.failed = true
+    return Effect.all(
+      open.map((part) => this.settlement.abandon(group.target, part, classified)),
+      { discard: true }
     )
   }
 
@@ -443,8 +479,7 @@ export class Engine {
             group.failed = true
             return this.settlement.partial(group.target, part, outcome.right)
           }
-          this.settlement.success(group.target, part)
-          return Effect.void
+          return this.settlement.success(group.target, part)
         }
         if (outcome.left.classification.rowLevel === true && part.rows.length > 1) {
           this.settlement.splitting(part)
@@ -498,18 +533,29 @@ export class Engine {
    */
   private readonly shutdown: Effect.Effect<void> = Effect.gen(this, function* () {
     yield* drainWorkers(this.workers, this.config.closeTimeout, (classification, error) =>
-      this.reportBuffered(classification, error)
+      this.reportUnfinished(classification, error)
     )
     this.flushRequests.endAll()
     yield* this.failureBox.end
     this.done.unsafeDone(Exit.void)
   })
 
-  /** Reports the rows still in the buffer (grouped by target) as failures. */
-  private reportBuffered(classification: Retry.Classification, error: unknown): Effect.Effect<void> {
+  /**
+   * Reports, at once, every row not settled: those still in the buffer (never sent) with
+   * `classification`, and the open parts of the groups in flight (see `abandonGroup`). Settled
+   * synchronously, before the workers are told to stop, so no worker can settle them again; only
+   * the log lines run after.
+   */
+  private reportUnfinished(classification: Retry.Classification, error: unknown): Effect.Effect<void> {
     const grouped = this.buffer.take(this.buffer.size)
+    const buffered = this.settlement.unrun(grouped, classification, error)
+    const classified: Classified = {
+      error: closeTimeoutMessage(this.config.closeTimeout, "batch"),
+      classification
+    }
+    const inFlight = Array.from(this.inFlight, (group) => this.abandonGroup(group, classified))
     this.observer.depth(0, this.inFlight.size)
-    return this.settlement.unrun(grouped, classification, error)
+    return Effect.all([buffered, ...inFlight], { discard: true })
   }
 
   get failures(): Stream.Stream<BatchFailure> {
@@ -526,6 +572,9 @@ export class Engine {
     accepted: this.accepted,
     committed: this.settlement.committed,
     failed: this.settlement.failed,
+    unknownOutcome: this.settlement.unknownOutcome,
+    lateCommitted: this.settlement.lateCommitted,
+    lateFailed: this.settlement.lateFailed,
     retries: this.settlement.retries,
     droppedFailures: this.settlement.droppedFailures
   }))

@@ -49,7 +49,21 @@ export interface Part {
   attempts: number
   /** When the first attempt started (clock millis). */
   startedAt: number
+  /** An attempt is running and the engine is waiting for its answer. */
+  executing: boolean
+  /** An attempt may have taken effect (lost connection, abandoned at a deadline): see `Outcome`. */
+  maybeWritten: boolean
+  /** How the part was settled, once it is; a later answer of an abandoned attempt is then late. */
+  settled: Outcome | undefined
 }
+
+/**
+ * What is known of a settled part's rows: committed, not written (`failed`), or possibly written
+ * (`unknown_outcome`).
+ *
+ * @internal
+ */
+export type Outcome = "committed" | "failed" | "unknown_outcome"
 
 /**
  * One target's rows of one flush: one executor call, unless a row-level error splits it.
@@ -84,6 +98,9 @@ export const makeGroup = (
     keys: undefined,
     attempts: 0,
     startedAt: 0,
+    executing: false,
+    maybeWritten: false,
+    settled: undefined,
     open: new Set(),
     failed: false
   }
@@ -102,7 +119,11 @@ export const slicePart = (part: Part, start: number, end: number): Part => ({
   rows: part.rows.slice(start, end),
   acks: part.acks?.slice(start, end),
   attempts: 0,
-  startedAt: 0
+  startedAt: 0,
+  executing: false,
+  // The whole part's earlier attempts may have written these rows too.
+  maybeWritten: part.maybeWritten,
+  settled: undefined
 })
 
 /**
@@ -114,5 +135,8 @@ export const pickPart = (part: Part, indices: ReadonlyArray<number>): Part => ({
   rows: indices.map((i) => part.rows[i]),
   acks: part.acks === undefined ? undefined : indices.map((i) => part.acks![i]),
   attempts: part.attempts,
-  startedAt: part.startedAt
+  startedAt: part.startedAt,
+  executing: false,
+  maybeWritten: part.maybeWritten,
+  settled: undefined
 })

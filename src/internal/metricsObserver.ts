@@ -32,6 +32,7 @@ export interface Metrics {
   readonly executorConcurrency: Metric.Metric.Gauge<number>
   readonly errors: Metric.Metric.Counter<number>
   readonly targetRows: Metric.Metric.Counter<number>
+  readonly targetLateRows: Metric.Metric.Counter<number>
   readonly targetRetries: Metric.Metric.Counter<number>
   readonly targetFailures: Metric.Metric.Counter<number>
   readonly operationGeneratedItems: Metric.Metric.Histogram<number>
@@ -110,9 +111,15 @@ export const make = (m: Metrics, options: LabelOptions): Observer => {
       if (group.outcome === "success") {
         m.targetRows.unsafeUpdate(group.rows, labels("target", group.target, "outcome", "committed"))
       } else {
-        m.targetRows.unsafeUpdate(group.rows, labels("target", group.target, "outcome", "failed"))
+        const outcome = group.outcome === "failure" ? "failed" : "unknown_outcome"
+        m.targetRows.unsafeUpdate(group.rows, labels("target", group.target, "outcome", outcome))
         m.targetFailures.unsafeUpdate(1, labels("target", group.target, "reason", group.reason))
       }
+    },
+    lateOutcome: (target, committed, failed) => {
+      if (committed > 0)
+        m.targetLateRows.unsafeUpdate(committed, labels("target", target, "outcome", "committed"))
+      if (failed > 0) m.targetLateRows.unsafeUpdate(failed, labels("target", target, "outcome", "failed"))
     },
     failureDropped: () => m.dropped.unsafeUpdate(1, labels("reason", "failure_buffer_full")),
     depth: (buffered, inFlight) => {

@@ -95,7 +95,8 @@ export interface GroupFinished {
   readonly attempts: number
   /** From the first attempt to the end of the last, backoff included (ms). */
   readonly durationMillis: number
-  readonly outcome: "success" | "failure"
+  /** `failure`: reported, not written; `unknown_outcome`: reported, maybe written. */
+  readonly outcome: "success" | "failure" | "unknown_outcome"
   /** The failure reason, or "" on success. */
   readonly reason: string
 }
@@ -110,6 +111,8 @@ export interface Observer {
   /** A failed attempt; `final` when it is not retried. */
   readonly attemptFailed: (target: string, reason: string, final: boolean) => void
   readonly groupFinished: (group: GroupFinished) => void
+  /** Rows reported as `unknown_outcome` got their real outcome from a late answer. */
+  readonly lateOutcome: (target: string, committed: number, failed: number) => void
   /** An executor call ended, after its last attempt (not called for groups that never ran). */
   readonly executed: (call: Executed) => void
   /** A failure dropped because the failures buffer was full. */
@@ -131,6 +134,7 @@ export const noop: Observer = {
   batchTaken: () => {},
   attemptFailed: () => {},
   groupFinished: () => {},
+  lateOutcome: () => {},
   executed: () => {},
   failureDropped: () => {},
   depth: () => {},

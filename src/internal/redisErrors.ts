@@ -192,6 +192,7 @@ export class RedisConnectionError extends Schema.TaggedError<RedisConnectionErro
  * @internal
  */
 export const rule: Retry.Rule = (error) => {
-  if (error instanceof RedisCommandError) return { retryable: error.retryable, reason: error.reason }
+  if (error instanceof RedisCommandError)
+    return { retryable: error.retryable, reason: error.reason, unknownOutcome: error.outcome === "unknown" }
   return classifyError(error)
 }

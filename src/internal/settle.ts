@@ -1,19 +1,24 @@
 /**
- * Settlement: every accepted row ends here exactly once, committed or reported. Committing completes
+ * Settlement: every accepted row ends here exactly once, committed or reported, and a report says
+ * what is known: `failed` (not written) or `unknown_outcome` (maybe written). Committing completes
  * the rows' acks; reporting builds one `BatchFailure` (message and detail redacted), fails the acks
- * with it, offers it to the failures stream and logs it. Keeps the outcome counters that `stats`
- * shows. Per part, never per row on the submit path.
+ * with it, offers it to the failures stream and logs it. A part is settled once: an answer that
+ * arrives after its rows were reported (an attempt abandoned at a deadline) is a *late* outcome,
+ * counted and logged but never settled twice. Keeps the outcome counters that `stats` shows. Per
+ * part, never per row on the submit path.
  */
+
+import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Mailbox from "effect/Mailbox"
-import type { Partial } from "../BatchExecutor.js"
+import { isPartial, type Partial } from "../BatchExecutor.js"
 import { BatchFailure } from "../BatchFlowError.js"
 import type * as Retry from "../Retry.js"
 import type * as Target from "../Target.js"
 import type { Grouped } from "./buffer.js"
-import { type Ack, type Classified, type Part, pickPart } from "./group.js"
+import { type Ack, type Classified, type Outcome, type Part, pickPart } from "./group.js"
 import type { Observer } from "./observer.js"
 import * as Redact from "./redact.js"
 
@@ -25,6 +30,9 @@ export class Settlement {
   // Outcome counters for `stats`; only settlement changes them.
   committed = 0
   failed = 0
+  unknownOutcome = 0
+  lateCommitted = 0
+  lateFailed = 0
   retries = 0
   droppedFailures = 0
 
@@ -37,12 +45,15 @@ export class Settlement {
     private readonly redaction: Redact.Redaction
   ) {}
 
-  success(target: Target.Any, part: Part): void {
+  success(target: Target.Any, part: Part): Effect.Effect<void> {
+    if (part.settled !== undefined) return this.late(target, part, Exit.void)
     this.retries += part.attempts - 1
     this.commit(target, part)
+    return Effect.void
   }
 
   private commit(target: Target.Any, part: Part): void {
+    part.settled = "committed"
     this.committed += part.rows.length
     this.observer.groupFinished({
       target: target.name,
@@ -59,6 +70,8 @@ export class Settlement {
 
   /** Some rows were written, some not: commit the others, report the failed ones by reason. */
   partial(target: Target.Any, part: Part, result: Partial): Effect.Effect<void> {
+    if (part.settled !== undefined) return this.late(target, part, Exit.succeed(result))
+    part.settled = "committed"
     const failedAt = new Map<number, unknown>()
     for (const { index, error } of result.failed) {
       if (index >= 0 && index < part.rows.length) failedAt.set(index, error)
@@ -80,32 +93,76 @@ export class Settlement {
     // One executor call: its retries are counted once, whatever its rows' fates.
     this.retries += part.attempts - 1
     if (written.length > 0) this.commit(target, pickPart(part, written))
-    return Effect.forEach(
-      byReason.values(),
-      ({ indices, first }) => {
-        // The call partly failed: once per reason, like a failed attempt that will not be retried.
-        this.observer.attemptFailed(target.name, first.classification.reason, true)
-        return this.fail(target, pickPart(part, indices), first)
-      },
-      { discard: true }
-    )
+    // Settled now, logged after.
+    const logs = Array.from(byReason.values(), ({ indices, first }) => {
+      // The call partly failed: once per reason, like a failed attempt that will not be retried.
+      this.observer.attemptFailed(target.name, first.classification.reason, true)
+      return this.fail(target, pickPart(part, indices), first)
+    })
+    return Effect.all(logs, { discard: true })
   }
 
   failure(target: Target.Any, part: Part, classified: Classified): Effect.Effect<void> {
+    if (part.settled !== undefined) return this.late(target, part, Exit.fail(classified.error))
     this.retries += Math.max(part.attempts - 1, 0)
     return this.fail(target, part, classified)
   }
 
+  /**
+   * The flow stopped waiting for a part (the close deadline): its rows are reported now, as
+   * `unknown_outcome` when an attempt is running or may have taken effect, otherwise with
+   * `classified` (they were never written). An attempt still running records its real answer later.
+   */
+  abandon(target: Target.Any, part: Part, classified: Classified): Effect.Effect<void> {
+    if (part.settled !== undefined) return Effect.void
+    if (part.executing) part.maybeWritten = true
+    return this.failure(target, part, classified)
+  }
+
   private fail(target: Target.Any, part: Part, classified: Classified): Effect.Effect<void> {
+    const unknown = part.maybeWritten || classified.classification.unknownOutcome === true
+    const outcome: Outcome = unknown ? "unknown_outcome" : "failed"
+    part.settled = outcome
+    const reason = unknown ? "unknown_outcome" : classified.classification.reason
     this.observer.groupFinished({
       target: target.name,
       rows: part.rows.length,
       attempts: part.attempts,
       durationMillis: part.attempts === 0 ? 0 : this.clock.unsafeCurrentTimeMillis() - part.startedAt,
-      outcome: "failure",
-      reason: classified.classification.reason
+      outcome: unknown ? "unknown_outcome" : "failure",
+      reason
     })
-    return this.report(target, part.rows, part.acks, part.attempts, classified)
+    return this.report(target, part.rows, part.acks, part.attempts, classified, outcome, reason)
+  }
+
+  /**
+   * The answer of an attempt the flow had stopped waiting for, after its rows were settled. Rows
+   * reported as `unknown_outcome` now have a known outcome: counted (`lateCommitted`,
+   * `lateFailed`) and logged, so the user can reconcile; their `BatchFailure` stands. An answer
+   * for rows settled otherwise (committed by a retry, say) changes nothing.
+   */
+  late(target: Target.Any, part: Part, exit: Exit.Exit<void | Partial, unknown>): Effect.Effect<void> {
+    if (part.settled !== "unknown_outcome") return Effect.void
+    let committed = 0
+    let failed = 0
+    if (Exit.isSuccess(exit)) {
+      const notWritten = isPartial(exit.value) ? exit.value.failed.length : 0
+      committed = part.rows.length - notWritten
+      failed = notWritten
+    } else {
+      const error = Cause.failureOption(exit.cause)
+      // An interruption or another uncertain error leaves the outcome as unknown as it was.
+      if (error._tag === "None" || this.classify(error.value).unknownOutcome === true) return Effect.void
+      failed = part.rows.length
+    }
+    // Counted once per part, whatever later answers of other abandoned attempts say.
+    part.settled = "failed"
+    this.lateCommitted += committed
+    this.lateFailed += failed
+    this.observer.lateOutcome(target.name, committed, failed)
+    return Effect.logWarning(
+      `${part.rows.length} row(s) for target "${target.name}" reported as unknown_outcome have a late answer: ${committed} committed, ${failed} not written.`
+    ).pipe(Effect.annotateLogs({ target: target.name, committed, failed }))
   }
 
   /**
@@ -122,21 +179,27 @@ export class Settlement {
     classification: Retry.Classification,
     error: unknown
   ): Effect.Effect<void> {
-    return Effect.forEach(
-      grouped,
-      (g) => {
-        this.observer.groupFinished({
-          target: g.target.name,
-          rows: g.rows.length,
-          attempts: 0,
-          durationMillis: 0,
-          outcome: "failure",
-          reason: classification.reason
-        })
-        return this.report(g.target, g.rows, g.acks, 0, { error, classification })
-      },
-      { discard: true }
-    )
+    // Settled now, logged after: nothing else may report these rows in between.
+    const logs = grouped.map((g) => {
+      this.observer.groupFinished({
+        target: g.target.name,
+        rows: g.rows.length,
+        attempts: 0,
+        durationMillis: 0,
+        outcome: "failure",
+        reason: classification.reason
+      })
+      return this.report(
+        g.target,
+        g.rows,
+        g.acks,
+        0,
+        { error, classification },
+        "failed",
+        classification.reason
+      )
+    })
+    return Effect.all(logs, { discard: true })
   }
 
   private report(
@@ -144,18 +207,22 @@ export class Settlement {
     rows: ReadonlyArray<unknown>,
     acks: ReadonlyArray<Ack | undefined> | undefined,
     attempts: number,
-    classified: Classified
+    classified: Classified,
+    outcome: "failed" | "unknown_outcome",
+    reason: string
   ): Effect.Effect<void> {
     const failure = new BatchFailure({
       target: target.name,
       rows,
       attempts,
-      reason: classified.classification.reason,
+      reason,
       retryable: classified.classification.retryable,
       cause: classified.error,
-      detail: Redact.failureDetail(this.redaction, classified.error, rows)
+      detail: Redact.failureDetail(this.redaction, classified.error, rows),
+      outcome
     })
-    this.failed += rows.length
+    if (outcome === "failed") this.failed += rows.length
+    else this.unknownOutcome += rows.length
     if (acks !== undefined) {
       const exit = Exit.fail(failure)
       for (const ack of acks) if (ack !== undefined) ack.unsafeDone(exit)

@@ -1,63 +1,79 @@
 /**
- * A per-attempt timeout that costs nothing when the attempt finishes synchronously.
+ * Running one attempt so that the engine never waits on a driver longer than it said it would, and
+ * never forgets what the driver did.
  *
- * `Effect.timeoutFail` races two forked fibers and then awaits the loser's interruption: every
- * attempt goes through the scheduler two or three times, even for an executor that completes at
- * once (an in-memory sink, better-sqlite3). Under load that left each worker waiting behind the
- * producers after every batch, the buffer sat full, and keeping those rows alive made garbage
- * collection the biggest cost of W0 (see docs/development/architecture.md).
+ * The attempt starts at once in its own fiber (`Runtime.runFork` starts synchronously). If it has
+ * already finished, its exit is used directly: an executor that completes synchronously (an
+ * in-memory sink, better-sqlite3) pays for no timer and no scheduling (see
+ * docs/development/architecture.md). Otherwise the caller waits for the first of:
  *
- * Here the attempt starts at once in its own fiber (`Runtime.runFork` starts synchronously). If it
- * has already finished, its exit is used directly. Otherwise a timer fiber is started under the same
- * runtime (so `TestClock` drives it), and whichever ends first decides: the attempt's exit, or an
- * interruption of the attempt followed by the timeout error. Interrupting the caller interrupts both.
+ * - the attempt's exit: its real result;
+ * - the deadline, `timeout` and then `grace`: the attempt is *abandoned*. At `timeout` the database
+ *   normally ends the statement itself (the SQL executors give it the same deadline) and the answer
+ *   arrives within the grace; only an attempt that gives no answer at all is abandoned, failing the
+ *   caller with `onTimeout()`;
+ * - the caller's interruption (the close deadline): the attempt is abandoned too.
+ *
+ * An abandoned attempt is not interrupted. Interrupting a driver call throws its answer away (and
+ * @effect/sql-pg's cancel needs a free pool connection, so the statement may commit regardless):
+ * the attempt runs on, and when it ends its exit goes to `onLate`, so the real outcome is recorded.
+ * Nothing here keeps the process alive: the timer is interrupted as soon as the wait ends.
  */
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
+import type * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as Runtime from "effect/Runtime"
 
 /** @internal */
-export const timeoutFail = <A, E, E2>(
+export interface Deadline<E2> {
+  /** The attempt's deadline; infinite for none. */
+  readonly timeout: Duration.Duration
+  /** How long past `timeout` the attempt may still answer before it is abandoned. */
+  readonly grace: Duration.Duration
+  readonly onTimeout: () => E2
+}
+
+/** @internal */
+export const runAttempt = <A, E, E2>(
   self: Effect.Effect<A, E>,
-  duration: Duration.Duration,
-  onTimeout: () => E2
+  deadline: Deadline<E2>,
+  onLate: (exit: Exit.Exit<A, E>) => Effect.Effect<void>
 ): Effect.Effect<A, E | E2> =>
   Effect.flatMap(Effect.runtime<never>(), (runtime) =>
-    Effect.uninterruptibleMask((restore) => {
+    Effect.suspend(() => {
       const attempt = Runtime.runFork(runtime)(Effect.interruptible(self))
       const early = attempt.unsafePoll()
       if (early !== null) return early
-      let timer: Fiber.RuntimeFiber<void> | undefined
-      const wait = Effect.async<A, E | E2>((resume) => {
-        let settled = false
-        timer = Runtime.runFork(runtime)(
-          Effect.zipRight(
-            Effect.sleep(duration),
-            Effect.suspend(() => {
-              if (settled) return Effect.void
-              settled = true
-              return Effect.zipRight(
-                Fiber.interrupt(attempt),
-                Effect.sync(() => resume(Effect.fail(onTimeout())))
-              )
-            })
-          )
-        )
+      return Effect.async<A, E | E2>((resume) => {
+        // Whether the caller has stopped waiting (deadline or interruption): the exit is then late.
+        let abandoned = false
+        let timer: Fiber.RuntimeFiber<void> | undefined
         attempt.addObserver((exit) => {
-          if (settled) return
-          settled = true
+          if (abandoned) {
+            Runtime.runFork(runtime)(onLate(exit))
+            return
+          }
+          abandoned = true
           timer?.unsafeInterruptAsFork(timer.id())
           resume(exit)
         })
-      })
-      return restore(wait).pipe(
-        Effect.onInterrupt(() =>
-          Effect.zipRight(
-            timer === undefined ? Effect.void : Fiber.interrupt(timer),
-            Fiber.interrupt(attempt)
+        if (Duration.isFinite(deadline.timeout)) {
+          timer = Runtime.runFork(runtime)(
+            Effect.zipRight(
+              Effect.sleep(Duration.sum(deadline.timeout, deadline.grace)),
+              Effect.sync(() => {
+                if (abandoned) return
+                abandoned = true
+                resume(Effect.fail(deadline.onTimeout()))
+              })
+            )
           )
-        )
-      )
+        }
+        return Effect.sync(() => {
+          abandoned = true
+          timer?.unsafeInterruptAsFork(timer.id())
+        })
+      })
     })
   )
