@@ -18,6 +18,8 @@ type Row = typeof Row.Type
 const Users = Target.make("p_users", { schema: Row, key: ["id"] })
 const Orders = Target.make("p_orders", { schema: Row, key: ["id"] })
 const Bad = Target.make("p_bad", { schema: Row, key: ["id"] })
+/** Its one write answers after the flow gave up on it: reported unknown_outcome, then a late commit. */
+const Late = Target.make("p_late", { schema: Row, key: ["id"] })
 
 const rows = (n: number, from = 0): Array<Row> =>
   Array.from({ length: n }, (_, i) => ({ id: from + i, name: `n${i}` }))
@@ -52,6 +54,7 @@ const runAndScrape = Effect.gen(function* () {
   const gate = yield* Deferred.make<void>()
   let calls = 0
   const executor = BatchExecutor.make((target, batch) => {
+    if (target === Late) return Effect.sleep("600 millis")
     if (target === Bad) {
       return Effect.fail(
         new BatchFlowError.ExecutorError({ message: "busy", retryable: true, reason: "deadlock" })
@@ -75,6 +78,7 @@ const runAndScrape = Effect.gen(function* () {
       flushInterval: "1 hour",
       concurrency: 1,
       failureBufferSize: 1,
+      timeout: "200 millis",
       retry: { maxAttempts: 2, backoffBase: "1 millis", maxBackoff: "2 millis" }
     },
     executor,
@@ -98,6 +102,10 @@ const runAndScrape = Effect.gen(function* () {
   yield* flow.submit(Bad, rows(1, 401)[0]!)
   yield* flow.flush
   yield* Effect.flip(flow.submit(Users, { id: 1 } as unknown as Row))
+  // Abandoned at 400 ms (timeout + grace), answers at 600 ms.
+  yield* flow.submit(Late, rows(1, 450)[0]!)
+  yield* flow.flush
+  yield* eventually(Effect.map(flow.stats, (s) => s.lateCommitted === 1))
   yield* flow.close
   yield* Effect.flip(flow.submit(Users, rows(1, 500)[0]!))
   yield* Scope.close(scope, Exit.void)
@@ -147,30 +155,35 @@ describe("Prometheus /metrics", () => {
         const v = (name: string, labels: Record<string, string> = {}) =>
           sampleValue(samples, name, { ...tags, ...labels })
 
-        // Flushes: 10 (size), 10 (size), then 1, 1, 1 (manual).
+        // Flushes: 10 (size), 10 (size), then 1, 1, 1, 1 (manual).
         expect(v("batchflow_flushes_total", { trigger: "size" })).toBe(2)
-        expect(v("batchflow_flushes_total", { trigger: "manual" })).toBe(3)
-        expect(v("batchflow_pipeline_flush_size_count")).toBe(5)
-        expect(v("batchflow_pipeline_flush_size_sum")).toBe(23)
-        expect(v("batchflow_schema_groups_per_flush_sum")).toBe(6)
-        // Executor calls: users 7, orders 3, users 10, users 1, bad 1, bad 1.
-        expect(v("batchflow_batch_size_count")).toBe(6)
-        expect(v("batchflow_batch_size_sum")).toBe(23)
-        expect(v("batchflow_batch_size_bucket", { le: "4" })).toBe(4)
-        expect(v("batchflow_batch_size_bucket", { le: "8" })).toBe(5)
+        expect(v("batchflow_flushes_total", { trigger: "manual" })).toBe(4)
+        expect(v("batchflow_pipeline_flush_size_count")).toBe(6)
+        expect(v("batchflow_pipeline_flush_size_sum")).toBe(24)
+        expect(v("batchflow_schema_groups_per_flush_sum")).toBe(7)
+        // Executor calls: users 7, orders 3, users 10, users 1, bad 1, bad 1, late 1.
+        expect(v("batchflow_batch_size_count")).toBe(7)
+        expect(v("batchflow_batch_size_sum")).toBe(24)
+        expect(v("batchflow_batch_size_bucket", { le: "4" })).toBe(5)
+        expect(v("batchflow_batch_size_bucket", { le: "8" })).toBe(6)
         expect(v("batchflow_execute_duration_seconds_count", { status: "success" })).toBe(4)
-        expect(v("batchflow_execute_duration_seconds_count", { status: "fail" })).toBe(2)
+        expect(v("batchflow_execute_duration_seconds_count", { status: "fail" })).toBe(3)
         expect(v("batchflow_pipeline_process_duration_seconds_count", { status: "success" })).toBe(3)
-        expect(v("batchflow_pipeline_process_duration_seconds_count", { status: "fail" })).toBe(2)
+        expect(v("batchflow_pipeline_process_duration_seconds_count", { status: "fail" })).toBe(3)
         // Errors, retries, failures, drops, rejections.
         expect(v("batchflow_errors_total", { error_type: "retry:deadlock" })).toBe(2)
         expect(v("batchflow_errors_total", { error_type: "final:deadlock" })).toBe(2)
         expect(v("batchflow_target_retries_total", { target: "p_bad" })).toBe(2)
         expect(v("batchflow_target_failures_total", { target: "p_bad", reason: "deadlock" })).toBe(2)
         expect(v("batchflow_target_rows_total", { target: "p_bad", outcome: "failed" })).toBe(2)
+        // The abandoned write: reported unknown_outcome, then its late answer.
+        expect(v("batchflow_errors_total", { error_type: "final:unknown_outcome" })).toBe(1)
+        expect(v("batchflow_target_failures_total", { target: "p_late", reason: "unknown_outcome" })).toBe(1)
+        expect(v("batchflow_target_rows_total", { target: "p_late", outcome: "unknown_outcome" })).toBe(1)
+        expect(v("batchflow_target_late_rows_total", { target: "p_late", outcome: "committed" })).toBe(1)
         expect(v("batchflow_target_rows_total", { target: "p_users", outcome: "committed" })).toBe(18)
         expect(v("batchflow_target_rows_total", { target: "p_orders", outcome: "committed" })).toBe(3)
-        expect(v("batchflow_pipeline_dropped_total", { reason: "failure_buffer_full" })).toBe(1)
+        expect(v("batchflow_pipeline_dropped_total", { reason: "failure_buffer_full" })).toBe(2)
         expect(v("batchflow_submit_rejected_total", { reason: "invalid_row" })).toBe(1)
         expect(v("batchflow_submit_rejected_total", { reason: "closed" })).toBe(1)
         // The one submit that waited, ~30 ms.

@@ -13,6 +13,7 @@ import * as Sqlite from "effect-batchflow/Sqlite"
 const retry = (reason: string) => ({ retryable: true, reason })
 const final = (reason: string) => ({ retryable: false, reason })
 const row = (reason: string) => ({ retryable: false, reason, rowLevel: true })
+const lostWhileRunning = { retryable: true, reason: "connection", unknownOutcome: true }
 
 describe("PostgreSQL SQLSTATEs", () => {
   const table: ReadonlyArray<readonly [string, object]> = [
@@ -114,7 +115,7 @@ describe("Sql.classify recognises each driver's error inside SqlError", () => {
     const server = Object.assign(new Error("dup"), { errno: 1062, code: "ER_DUP_ENTRY", sqlState: "23000" })
     expect(Sql.classify(wrap(server))).toEqual(row("duplicate_key"))
     const lost = Object.assign(new Error("lost"), { code: "PROTOCOL_CONNECTION_LOST", fatal: true })
-    expect(Sql.classify(wrap(lost))).toEqual(retry("connection"))
+    expect(Sql.classify(wrap(lost))).toEqual(lostWhileRunning)
   })
   it("better-sqlite3 SqliteError", () => {
     expect(Sql.classify(wrap(Object.assign(new Error("busy"), { code: "SQLITE_BUSY" })))).toEqual(
@@ -123,10 +124,42 @@ describe("Sql.classify recognises each driver's error inside SqlError", () => {
   })
   it("Node socket errors, any driver", () => {
     const reset = Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET", errno: -104 })
-    expect(Sql.classify(wrap(reset))).toEqual(retry("connection"))
+    expect(Sql.classify(wrap(reset))).toEqual(lostWhileRunning)
     expect(
       Sql.classify(new SqlError({ cause: new Error("x"), message: "Failed to acquire connection" }))
     ).toEqual(retry("connection"))
+  })
+  it("a connection lost while a statement ran is an unknown outcome; one never made, or a server rollback, is not", () => {
+    // The statement may have committed before the connection went.
+    expect(Sql.classify(wrap(new Error("Connection terminated unexpectedly")))).toEqual(lostWhileRunning)
+    expect(Sql.classify(wrap(pgError("57P01")))).toEqual(lostWhileRunning)
+    const gone = Object.assign(new Error("gone"), { errno: 2013, code: "CR_SERVER_LOST", sqlState: "HY000" })
+    expect(Sql.classify(wrap(gone))).toEqual(lostWhileRunning)
+    expect(
+      Sql.classify(new SqlError({ cause: new Error("socket hang up"), message: "Connection error" }))
+    ).toEqual(lostWhileRunning)
+    // Never sent: the connection could not be made.
+    const refused = Object.assign(new Error("connect ECONNREFUSED"), {
+      code: "ECONNREFUSED",
+      syscall: "connect"
+    })
+    expect(Sql.classify(wrap(refused))).toEqual(retry("connection"))
+    const connectTimeout = Object.assign(new Error("connect ETIMEDOUT"), {
+      code: "ETIMEDOUT",
+      syscall: "connect"
+    })
+    expect(Sql.classify(wrap(connectTimeout))).toEqual(retry("connection"))
+    expect(
+      Sql.classify(wrap(new Error("Client has encountered a connection error and is not queryable")))
+    ).toEqual(retry("connection"))
+    // The server ended the statement itself and kept the session: rolled back.
+    expect(Sql.classify(wrap(pgError("57014")))).toEqual(retry("timeout"))
+    const maxTime = Object.assign(new Error("max_statement_time"), {
+      errno: 1969,
+      code: "ER_STATEMENT_TIMEOUT",
+      sqlState: "70100"
+    })
+    expect(Sql.classify(wrap(maxTime))).toEqual(retry("timeout"))
   })
   it("a wrapping error one level down", () => {
     expect(Sql.classify(wrap({ cause: pgError("55P03") }))).toEqual(retry("lock_timeout"))

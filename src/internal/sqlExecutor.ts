@@ -49,33 +49,90 @@ export const dialectOf = (sql: SqlClient.SqlClient): Dialect | string =>
 const isDialect = (d: string): d is Dialect => d === "pg" || d === "mysql" || d === "sqlite"
 
 /**
+ * How statements run on one client: the runner, and whether (and how) the server is given the
+ * attempt's deadline.
+ */
+interface Runner {
+  readonly run: (statement: Statement, deadlineMillis: number) => Effect.Effect<unknown, SqlError>
+  /**
+   * Whether a single statement must run in a transaction to carry the deadline (PostgreSQL's
+   * `SET LOCAL statement_timeout` only lasts for a transaction).
+   */
+  readonly deadlineNeedsTransaction: boolean
+  /** Runs before the statements, inside the transaction (PostgreSQL's `SET LOCAL`). */
+  readonly begin: (deadlineMillis: number) => Effect.Effect<unknown, SqlError>
+}
+
+/** Milliseconds left before `deadline` (an absolute `Date.now()` instant), at least 1; Infinity when none. */
+const remaining = (deadline: number): number =>
+  Number.isFinite(deadline) ? Math.max(1, Math.floor(deadline - Date.now())) : Number.POSITIVE_INFINITY
+
+/**
+ * PostgreSQL: the attempt's deadline is the transaction's `statement_timeout`, set with `SET LOCAL`
+ * so that it never leaks to other users of the pooled connection. A statement still running at the
+ * deadline is cancelled by the server itself (SQLSTATE 57014) and rolled back: a known outcome that
+ * needs no second connection (node-postgres' cancel does, and with pool size = concurrency there is
+ * none free, so the statement would commit after the client gave up).
+ */
+const pgRunner = (sql: SqlClient.SqlClient): Runner => ({
+  run: (statement) => sql.unsafe(statement.sql, statement.params).raw,
+  deadlineNeedsTransaction: true,
+  begin: (deadline) => {
+    const ms = remaining(deadline)
+    return Number.isFinite(ms) ? sql.unsafe(`SET LOCAL statement_timeout = ${ms}`).raw : Effect.void
+  }
+})
+
+/**
  * MySQL statements go through mysql2's `query()` (client-side formatting): measured faster than
  * server-prepared `execute()`, and it does not leave a prepared statement per distinct batch size on
  * the server. mysql2 escapes quotes with backslashes, which is only safe while the server does not run
  * with `NO_BACKSLASH_ESCAPES`; under that mode we fall back to server-prepared statements.
+ *
+ * On MariaDB each statement carries the attempt's deadline as `SET STATEMENT max_statement_time=… FOR`:
+ * a statement still running then is aborted by the server (errno 1969) and rolled back. MySQL has no
+ * such limit for writes (`MAX_EXECUTION_TIME` is for SELECT only): there the engine's own deadline is
+ * all there is, and an attempt it abandons has an unknown outcome.
  */
-const mysqlRunner = (sql: SqlClient.SqlClient) => {
-  let prepared: boolean | undefined
+const mysqlRunner = (sql: SqlClient.SqlClient): Runner => {
+  let server: { readonly prepared: boolean; readonly mariadb: boolean } | undefined
   const detect = Effect.map(
-    sql.unsafe<{ readonly g: string | null; readonly s: string | null }>(
-      "SELECT @@GLOBAL.sql_mode AS g, @@SESSION.sql_mode AS s"
+    sql.unsafe<{ readonly g: string | null; readonly s: string | null; readonly v: string | null }>(
+      "SELECT @@GLOBAL.sql_mode AS g, @@SESSION.sql_mode AS s, VERSION() AS v"
     ),
     (rows) => {
       const modes = `${rows[0]?.g ?? ""},${rows[0]?.s ?? ""}`
-      prepared = modes.includes("NO_BACKSLASH_ESCAPES")
-      return prepared
+      server = {
+        prepared: modes.includes("NO_BACKSLASH_ESCAPES"),
+        mariadb: (rows[0]?.v ?? "").includes("MariaDB")
+      }
+      return server
     }
   )
-  return (statement: Statement): Effect.Effect<unknown, SqlError> => {
-    if (prepared === false) return sql.unsafe(statement.sql, statement.params).unprepared
-    if (prepared === true) return sql.unsafe(statement.sql, statement.params).raw
-    return Effect.flatMap(detect, (usePrepared) =>
-      usePrepared
-        ? sql.unsafe(statement.sql, statement.params).raw
-        : sql.unsafe(statement.sql, statement.params).unprepared
-    )
+  const runOn = (known: NonNullable<typeof server>, statement: Statement, deadline: number) => {
+    const ms = known.mariadb ? remaining(deadline) : Number.POSITIVE_INFINITY
+    const text = Number.isFinite(ms)
+      ? `SET STATEMENT max_statement_time=${(ms / 1000).toFixed(3)} FOR ${statement.sql}`
+      : statement.sql
+    const query = sql.unsafe(text, statement.params)
+    return known.prepared ? query.raw : query.unprepared
+  }
+  return {
+    run: (statement, deadline) =>
+      server !== undefined
+        ? runOn(server, statement, deadline)
+        : Effect.flatMap(detect, (known) => runOn(known, statement, deadline)),
+    deadlineNeedsTransaction: false,
+    begin: () => Effect.void
   }
 }
+
+/** SQLite runs in-process and synchronously: a statement cannot outlive the attempt. */
+const sqliteRunner = (sql: SqlClient.SqlClient): Runner => ({
+  run: (statement) => sql.unsafe(statement.sql, statement.params).raw,
+  deadlineNeedsTransaction: false,
+  begin: () => Effect.void
+})
 
 /**
  * Builds the executor for the client in context. `expected` restricts the dialect (for the
@@ -94,8 +151,8 @@ export const make = (
       return yield* new UnsupportedDialect({ dialect, expected: expected ?? "pg, mysql or sqlite" })
     }
     const opts = buildOptions(dialect, options)
-    const run: (statement: Statement) => Effect.Effect<unknown, SqlError> =
-      dialect === "mysql" ? mysqlRunner(sql) : (statement) => sql.unsafe(statement.sql, statement.params).raw
+    const runner =
+      dialect === "mysql" ? mysqlRunner(sql) : dialect === "pg" ? pgRunner(sql) : sqliteRunner(sql)
     const counters = new Map<string, readonly [typeof dedupeRowsIn, typeof dedupeRowsOut]>()
     const countersOf = (table: string) => {
       let found = counters.get(table)
@@ -110,9 +167,16 @@ export const make = (
     }
     const execute = (
       target: Parameters<BatchExecutor.BatchExecutor["execute"]>[0],
-      rows: ReadonlyArray<unknown>
+      rows: ReadonlyArray<unknown>,
+      attempt?: BatchExecutor.Attempt
     ) =>
       Effect.suspend((): Effect.Effect<void, SqlWriteError | NotATable | RowEncodeError> => {
+        // The server gets what is left of the attempt's time when each statement starts, so that it
+        // ends the statement by the engine's own deadline (time spent waiting for a connection counts).
+        const timeoutMillis = attempt?.timeoutMillis ?? Number.POSITIVE_INFINITY
+        const deadline = Number.isFinite(timeoutMillis)
+          ? Date.now() + timeoutMillis
+          : Number.POSITIVE_INFINITY
         if (!Table.isTable(target)) return Effect.fail(new NotATable({ target: target.name }))
         let planned: Plan
         try {
@@ -123,10 +187,18 @@ export const make = (
         }
         const [inCounter, outCounter] = countersOf(target.name)
         const statements = planned.statements
+        const run = (statement: Statement) => runner.run(statement, deadline)
+        const transaction =
+          statements.length > 1 || (runner.deadlineNeedsTransaction && Number.isFinite(deadline))
         const write = Effect.mapError(
-          statements.length === 1
-            ? Effect.asVoid(run(statements[0]!))
-            : sql.withTransaction(Effect.forEach(statements, run, { discard: true })),
+          transaction
+            ? sql.withTransaction(
+                Effect.zipRight(
+                  Effect.suspend(() => runner.begin(deadline)),
+                  Effect.forEach(statements, run, { discard: true })
+                )
+              )
+            : Effect.asVoid(run(statements[0]!)),
           (error) =>
             describeSqlError(
               error,

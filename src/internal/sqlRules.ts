@@ -224,15 +224,69 @@ const classifyCause = (cause: unknown): Classification | undefined => {
   // better-sqlite3 throws a TypeError for values it cannot bind.
   if (cause instanceof TypeError && message.includes("SQLite3 can only bind")) return row("bad_value")
   // node-postgres: the connection died under a query, or the pool could not connect in time.
-  if (/connection terminated|connection timeout|timeout exceeded when trying to connect/i.test(message)) {
+  if (
+    /connection terminated|connection timeout|timeout exceeded when trying to connect|not queryable/i.test(
+      message
+    )
+  ) {
     return retry("connection")
   }
   return undefined
 }
 
+/** Driver errors that say the statement never left the client: the connection was never made. */
+const neverSent = (cause: unknown): boolean => {
+  if (typeof cause !== "object" || cause === null) return false
+  const code = str(cause, "code")
+  if (str(cause, "syscall") === "connect") return true
+  if (code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN") return true
+  return /not queryable|timeout exceeded when trying to connect|terminated due to connection timeout/i.test(
+    str(cause, "message") ?? ""
+  )
+}
+
+/**
+ * A lost connection is an unknown outcome when the statement may have reached the server: the error
+ * came while executing (not while acquiring a connection), and the driver does not say the
+ * connection was never made. The server may have committed before the connection dropped (a
+ * PostgreSQL `-m immediate` stop, a MariaDB `kill -9`, a cut in the network).
+ */
+const lostWhileExecuting = (error: { readonly message?: unknown; readonly cause?: unknown }): boolean => {
+  const message = typeof error.message === "string" ? error.message : ""
+  if (!/failed to execute statement|connection error/i.test(message)) return false
+  const cause = error.cause
+  const inner = typeof cause === "object" && cause !== null ? (cause as { cause?: unknown }).cause : undefined
+  return !neverSent(cause) && !neverSent(inner)
+}
+
+/** MySQL errnos of a statement the server refused or ended itself (timeouts, failed connects). */
+const mysqlRolledBack = new Set([3024, 1317, 1969, 1040, 1042, 1043, 2002, 2003])
+
+/**
+ * An answer from the server that ended the statement and kept the session: PostgreSQL's
+ * statement_timeout or a cancel (57014), MariaDB's max_statement_time (1969), … The statement was
+ * rolled back. Not so for the codes that end the session (PostgreSQL 57P0x and 08xxx, MySQL 1053,
+ * 1927, 2006, 2013…): the server may have committed before it went.
+ */
+const serverRolledBack = (cause: unknown): boolean => {
+  if (typeof cause !== "object" || cause === null) return false
+  const code = str(cause, "code")
+  if (code !== undefined && /^[0-9A-Z]{5}$/.test(code) && str(cause, "severity") !== undefined) {
+    return !code.startsWith("57P") && !code.startsWith("08")
+  }
+  const errno = (cause as { errno?: unknown }).errno
+  return typeof errno === "number" && mysqlRolledBack.has(errno)
+}
+
+/** Reasons under which a lost connection is reported (PROTOCOL_SEQUENCE_TIMEOUT is a timeout). */
+const lostReasons = new Set(["connection", "timeout"])
+
 /**
  * The SQL rule: looks into `SqlError.cause` (and one more `cause` level for wrapped driver errors).
- * Our own row-encoding failures are row-level `bad_value`; a non-table target is `not_a_table`.
+ * Our own row-encoding failures are row-level `bad_value`; a non-table target is `not_a_table`. A
+ * connection lost while a statement ran is retryable with an unknown outcome (see
+ * `Classification.unknownOutcome`); a server-side timeout (PostgreSQL 57014, MariaDB 1969) is a
+ * known rollback.
  *
  * @internal
  */
@@ -242,6 +296,18 @@ export const sqlRule: Rule = (error) => {
   if (Predicate.isTagged(error, "SqlWriteError"))
     return sqlRule((error as { readonly cause?: unknown }).cause)
   if (!Predicate.isTagged(error, "SqlError")) return classifyCause(error)
+  const classification = classifySqlError(error as { readonly message?: unknown; readonly cause?: unknown })
+  if (classification === undefined || !lostReasons.has(classification.reason)) return classification
+  if (serverRolledBack((error as { readonly cause?: unknown }).cause)) return classification
+  return lostWhileExecuting(error as { readonly message?: unknown; readonly cause?: unknown })
+    ? { ...classification, unknownOutcome: true }
+    : classification
+}
+
+const classifySqlError = (error: {
+  readonly message?: unknown
+  readonly cause?: unknown
+}): Classification | undefined => {
   const cause = (error as { readonly cause?: unknown }).cause
   const direct = classifyCause(cause)
   if (direct !== undefined) return direct
