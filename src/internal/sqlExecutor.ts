@@ -4,6 +4,7 @@
  * transaction). Errors are classified by `sqlRule`.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
+import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
@@ -49,18 +50,22 @@ export const dialectOf = (sql: SqlClient.SqlClient): Dialect | string =>
 const isDialect = (d: string): d is Dialect => d === "pg" || d === "mysql" || d === "sqlite"
 
 /**
- * How statements run on one client: the runner, and whether (and how) the server is given the
- * attempt's deadline.
+ * How statements run on one client: outside a transaction (`conn` undefined: the client picks a
+ * connection), or on the connection a transaction holds.
  */
 interface Runner {
-  readonly run: (statement: Statement, deadlineMillis: number) => Effect.Effect<unknown, SqlError>
+  readonly run: (
+    statement: Statement,
+    deadlineMillis: number,
+    conn: Connection | undefined
+  ) => Effect.Effect<unknown, SqlError>
   /**
    * Whether a single statement must run in a transaction to carry the deadline (PostgreSQL's
    * `SET LOCAL statement_timeout` only lasts for a transaction).
    */
   readonly deadlineNeedsTransaction: boolean
-  /** Runs before the statements, inside the transaction (PostgreSQL's `SET LOCAL`). */
-  readonly begin: (deadlineMillis: number) => Effect.Effect<unknown, SqlError>
+  /** What opens the transaction: `BEGIN`, and for PostgreSQL its deadline too. */
+  readonly begin: (deadlineMillis: number) => string
 }
 
 /** Milliseconds left before `deadline` (an absolute `Date.now()` instant), at least 1; Infinity when none. */
@@ -69,17 +74,21 @@ const remaining = (deadline: number): number =>
 
 /**
  * PostgreSQL: the attempt's deadline is the transaction's `statement_timeout`, set with `SET LOCAL`
- * so that it never leaks to other users of the pooled connection. A statement still running at the
- * deadline is cancelled by the server itself (SQLSTATE 57014) and rolled back: a known outcome that
- * needs no second connection (node-postgres' cancel does, and with pool size = concurrency there is
- * none free, so the statement would commit after the client gave up).
+ * so that it never leaks to other users of the pooled connection (sent with `BEGIN` in one simple
+ * query: one round trip). A statement still running at the deadline is cancelled by the server
+ * itself (SQLSTATE 57014) and rolled back: a known outcome that needs no second connection
+ * (node-postgres' cancel does, and with pool size = concurrency there is none free, so the statement
+ * would commit after the client gave up).
  */
 const pgRunner = (sql: SqlClient.SqlClient): Runner => ({
-  run: (statement) => sql.unsafe(statement.sql, statement.params).raw,
+  run: (statement, _deadline, conn) =>
+    conn === undefined
+      ? sql.unsafe(statement.sql, statement.params).raw
+      : conn.executeRaw(statement.sql, statement.params),
   deadlineNeedsTransaction: true,
   begin: (deadline) => {
     const ms = remaining(deadline)
-    return Number.isFinite(ms) ? sql.unsafe(`SET LOCAL statement_timeout = ${ms}`).raw : Effect.void
+    return Number.isFinite(ms) ? `BEGIN; SET LOCAL statement_timeout = ${ms}` : "BEGIN"
   }
 })
 
@@ -109,30 +118,70 @@ const mysqlRunner = (sql: SqlClient.SqlClient): Runner => {
       return server
     }
   )
-  const runOn = (known: NonNullable<typeof server>, statement: Statement, deadline: number) => {
+  const runOn = (
+    known: NonNullable<typeof server>,
+    statement: Statement,
+    deadline: number,
+    conn: Connection | undefined
+  ): Effect.Effect<unknown, SqlError> => {
     const ms = known.mariadb ? remaining(deadline) : Number.POSITIVE_INFINITY
     const text = Number.isFinite(ms)
       ? `SET STATEMENT max_statement_time=${(ms / 1000).toFixed(3)} FOR ${statement.sql}`
       : statement.sql
+    if (conn !== undefined) {
+      return known.prepared
+        ? conn.executeRaw(text, statement.params)
+        : conn.executeUnprepared(text, statement.params, undefined)
+    }
     const query = sql.unsafe(text, statement.params)
     return known.prepared ? query.raw : query.unprepared
   }
   return {
-    run: (statement, deadline) =>
+    run: (statement, deadline, conn) =>
       server !== undefined
-        ? runOn(server, statement, deadline)
-        : Effect.flatMap(detect, (known) => runOn(known, statement, deadline)),
+        ? runOn(server, statement, deadline, conn)
+        : Effect.flatMap(detect, (known) => runOn(known, statement, deadline, conn)),
     deadlineNeedsTransaction: false,
-    begin: () => Effect.void
+    begin: () => "BEGIN"
   }
 }
 
 /** SQLite runs in-process and synchronously: a statement cannot outlive the attempt. */
 const sqliteRunner = (sql: SqlClient.SqlClient): Runner => ({
-  run: (statement) => sql.unsafe(statement.sql, statement.params).raw,
+  run: (statement, _deadline, conn) =>
+    conn === undefined
+      ? sql.unsafe(statement.sql, statement.params).raw
+      : conn.executeRaw(statement.sql, statement.params),
   deadlineNeedsTransaction: false,
-  begin: () => Effect.void
+  begin: () => "BEGIN"
 })
+
+/**
+ * Runs statements in one transaction on a reserved connection. Not `sql.withTransaction`: it turns a
+ * failed COMMIT or ROLLBACK into a defect, and a COMMIT whose connection is lost is exactly the case
+ * whose outcome is unknown and must be classified, not thrown. Here the first error is the one
+ * returned (a failed ROLLBACK afterwards changes nothing: the server rolls back a transaction whose
+ * session ends), and the connection goes back to the pool when the scope closes.
+ */
+const inTransaction = (
+  sql: SqlClient.SqlClient,
+  begin: string,
+  body: (conn: Connection) => Effect.Effect<void, SqlError>
+): Effect.Effect<void, SqlError> =>
+  Effect.scoped(
+    Effect.flatMap(sql.reserve, (conn) =>
+      Effect.zipRight(conn.executeUnprepared(begin, [], undefined), body(conn)).pipe(
+        Effect.zipRight(conn.executeUnprepared("COMMIT", [], undefined)),
+        Effect.catchAll((error) =>
+          Effect.zipRight(
+            Effect.ignore(conn.executeUnprepared("ROLLBACK", [], undefined)),
+            Effect.fail(error)
+          )
+        ),
+        Effect.asVoid
+      )
+    )
+  )
 
 /**
  * Builds the executor for the client in context. `expected` restricts the dialect (for the
@@ -187,18 +236,18 @@ export const make = (
         }
         const [inCounter, outCounter] = countersOf(target.name)
         const statements = planned.statements
-        const run = (statement: Statement) => runner.run(statement, deadline)
         const transaction =
           statements.length > 1 || (runner.deadlineNeedsTransaction && Number.isFinite(deadline))
         const write = Effect.mapError(
           transaction
-            ? sql.withTransaction(
-                Effect.zipRight(
-                  Effect.suspend(() => runner.begin(deadline)),
-                  Effect.forEach(statements, run, { discard: true })
+            ? Effect.suspend(() =>
+                inTransaction(sql, runner.begin(deadline), (conn) =>
+                  Effect.forEach(statements, (statement) => runner.run(statement, deadline, conn), {
+                    discard: true
+                  })
                 )
               )
-            : Effect.asVoid(run(statements[0]!)),
+            : Effect.asVoid(runner.run(statements[0]!, deadline, undefined)),
           (error) =>
             describeSqlError(
               error,

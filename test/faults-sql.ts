@@ -1,0 +1,177 @@
+/**
+ * The SQL fault scenarios, run for one backend by faults-pg.test.ts and faults-mysql.test.ts against a
+ * private server behind a fault proxy. Each ends with `problems(...)` empty: the flow's report is true.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type FaultProxy, startProxy } from "./fault/proxy.js"
+import {
+  lockTable,
+  problems,
+  runScenario,
+  type Scenario,
+  type Server,
+  sleep,
+  summary
+} from "./fault/reconcile.js"
+import type { PrivateMariaDb, PrivatePostgres } from "./fault/servers.js"
+
+const retry = { maxAttempts: 10, backoffBase: "50 millis", maxBackoff: "500 millis" } as const
+
+export const sqlFaults = (dialect: "pg" | "mysql", start: () => Promise<PrivatePostgres | PrivateMariaDb>) =>
+  describe.sequential(`${dialect}: truthful outcomes under faults`, () => {
+    let target: Server
+    let proxy: FaultProxy
+
+    beforeAll(async () => {
+      target = { dialect, server: await start() }
+      proxy = await startProxy(target.server.port)
+    }, 90_000)
+
+    afterAll(async () => {
+      await proxy?.close()
+      await target?.server.stop()
+    }, 60_000)
+
+    const check = async (name: string, scenario: Scenario, closeTimeoutMillis: number) => {
+      proxy.pass()
+      const outcome = await runScenario(target, proxy, scenario)
+      console.log(summary(`${dialect} ${name}`, outcome))
+      expect(problems(outcome, scenario.rows, closeTimeoutMillis)).toEqual([])
+      return outcome
+    }
+
+    for (const conflict of ["none", "ignore"] as const) {
+      it(`crash and restart mid-flow (conflict ${conflict})`, async () => {
+        await check(
+          `crash/${conflict}`,
+          {
+            table: `fault_crash_${conflict}`,
+            conflict,
+            rows: 3_000,
+            poolSize: 4,
+            flow: { flushSize: 100, concurrency: 4, flushInterval: "20 millis", retry, timeout: "2 seconds" },
+            startAt: 1_000,
+            fault: async () => {
+              await target.server.crash()
+              await sleep(500)
+              await target.server.start()
+            }
+          },
+          30_000
+        )
+      }, 60_000)
+    }
+
+    it("connections cut mid-flow", async () => {
+      await check(
+        "cut",
+        {
+          table: "fault_cut",
+          conflict: "none",
+          rows: 3_000,
+          poolSize: 4,
+          flow: { flushSize: 100, concurrency: 4, flushInterval: "20 millis", retry, timeout: "2 seconds" },
+          startAt: 1_000,
+          fault: async () => {
+            for (let i = 0; i < 3; i++) {
+              proxy.cut()
+              await sleep(100)
+            }
+          }
+        },
+        30_000
+      )
+    }, 60_000)
+
+    it("a statement slower than timeout is ended by the server, retried, and written once", async () => {
+      let release: (() => Promise<void>) | undefined
+      const outcome = await check(
+        "slow statement",
+        {
+          table: "fault_slow",
+          conflict: "none",
+          rows: 1_000,
+          // Pool size = concurrency: no free connection for a client-side cancel.
+          poolSize: 2,
+          flow: { flushSize: 100, concurrency: 2, flushInterval: "20 millis", retry, timeout: "1 second" },
+          startAt: 300,
+          fault: async () => {
+            release = await lockTable(target, "fault_slow")
+            await sleep(2_500)
+            await release()
+            release = undefined
+          }
+        },
+        30_000
+      )
+      // The server's own deadline rolled the statements back: every row committed, none uncertain.
+      expect(outcome.failed + outcome.unknownOutcome).toBe(0)
+      expect(outcome.reasons).toEqual({})
+    }, 60_000)
+
+    it("close under load with a short closeTimeout keeps its deadline and tells the truth", async () => {
+      let release: (() => Promise<void>) | undefined
+      const outcome = await check(
+        "close under load",
+        {
+          table: "fault_close",
+          conflict: "none",
+          rows: 5_000,
+          poolSize: 4,
+          pace: { rows: 500, millis: 1 },
+          flow: {
+            flushSize: 200,
+            bufferSize: 10_000,
+            concurrency: 4,
+            flushInterval: "20 millis",
+            retry,
+            timeout: "5 seconds",
+            closeTimeout: "300 millis"
+          },
+          startAt: 1,
+          fault: async () => {
+            release = await lockTable(target, "fault_close")
+          },
+          // The statements the flow gave up on still run; let them end before the table is read.
+          afterClose: async () => {
+            await release?.()
+            await sleep(1_000)
+          }
+        },
+        300
+      )
+      expect(outcome.unknownOutcome + outcome.failed).toBeGreaterThan(0)
+      expect(outcome.reasons.close_timeout ?? 0).toBeGreaterThan(0)
+    }, 60_000)
+
+    it("a black-holed server: close returns within closeTimeout + 1 s and every row is accounted for", async () => {
+      await check(
+        "black hole",
+        {
+          table: "fault_blackhole",
+          conflict: "none",
+          rows: 2_000,
+          poolSize: 4,
+          flow: {
+            flushSize: 100,
+            concurrency: 4,
+            flushInterval: "20 millis",
+            retry,
+            timeout: "1 second",
+            closeTimeout: "2 seconds"
+          },
+          startAt: 500,
+          fault: async () => {
+            proxy.blackhole()
+          },
+          afterClose: async () => {
+            // Undo the black hole and let the abandoned statements end (the server kept the data it got).
+            proxy.cut()
+            proxy.pass()
+            await sleep(1_500)
+          }
+        },
+        2_000
+      )
+    }, 60_000)
+  })
