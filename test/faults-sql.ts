@@ -3,15 +3,18 @@
  * private server behind a fault proxy. Each ends with `problems(...)` empty: the flow's report is true.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { runChild } from "./fault/child.js"
 import { type FaultProxy, startProxy } from "./fault/proxy.js"
 import {
+  createTable,
   lockTable,
   problems,
   runScenario,
   type Scenario,
   type Server,
   sleep,
-  summary
+  summary,
+  tableIds
 } from "./fault/reconcile.js"
 import type { PrivateMariaDb, PrivatePostgres } from "./fault/servers.js"
 
@@ -142,6 +145,44 @@ export const sqlFaults = (dialect: "pg" | "mysql", start: () => Promise<PrivateP
       )
       expect(outcome.unknownOutcome + outcome.failed).toBeGreaterThan(0)
       expect(outcome.reasons.close_timeout ?? 0).toBeGreaterThan(0)
+    }, 60_000)
+
+    it("a program whose server goes dark exits by itself after close (Release.bounded)", async () => {
+      const table = "fault_exit"
+      await createTable(target, table)
+      const child = await runChild("test/fault/scripts/blackhole-exit.ts", {
+        env: { DIALECT: dialect, PORT: String(target.server.port), TABLE: table },
+        timeoutMs: 30_000
+      })
+      expect(child.exitedByItself, `the child did not exit by itself:\n${child.stderr}`).toBe(true)
+      expect(child.code, child.stderr).toBe(0)
+      const line = child.stdout.split("\n").find((l) => l.startsWith("RESULT "))
+      expect(line, child.stdout + child.stderr).toBeDefined()
+      const result = JSON.parse(line!.slice("RESULT ".length)) as {
+        closeMillis: number
+        scopeMillis: number
+        stats: { accepted: number; committed: number; failed: number; unknownOutcome: number }
+        failed: Array<number>
+        unknown: Array<number>
+        openSockets: number
+      }
+      console.log(
+        `${dialect} black hole, child process: ${JSON.stringify({ ...result, failed: result.failed.length, unknown: result.unknown.length })}, exited after ${child.durationMs} ms`
+      )
+      // close within closeTimeout (2 s) + 1 s; the client's release within its own bound (1 s) + 1 s.
+      expect(result.closeMillis).toBeLessThanOrEqual(3_000)
+      expect(result.scopeMillis - result.closeMillis).toBeLessThanOrEqual(2_000)
+      expect(result.openSockets).toBe(0)
+      const { stats } = result
+      expect(stats.accepted).toBe(2_000)
+      expect(stats.accepted).toBe(stats.committed + stats.failed + stats.unknownOutcome)
+      const inTable = await tableIds(target, table)
+      expect(result.failed.filter((id) => inTable.has(id))).toEqual([])
+      const reported = new Set([...result.failed, ...result.unknown])
+      const missing = Array.from({ length: 2_000 }, (_, id) => id).filter(
+        (id) => !reported.has(id) && !inTable.has(id)
+      )
+      expect(missing).toEqual([])
     }, 60_000)
 
     it("a black-holed server: close returns within closeTimeout + 1 s and every row is accounted for", async () => {

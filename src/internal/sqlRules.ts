@@ -240,6 +240,8 @@ const neverSent = (cause: unknown): boolean => {
   const code = str(cause, "code")
   if (str(cause, "syscall") === "connect") return true
   if (code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN") return true
+  // mysql2 refuses to queue a command on a connection that already died: it was never sent.
+  if (code === "PROTOCOL_ENQUEUE_AFTER_FATAL_ERROR" || code === "PROTOCOL_ENQUEUE_AFTER_QUIT") return true
   return /not queryable|timeout exceeded when trying to connect|terminated due to connection timeout/i.test(
     str(cause, "message") ?? ""
   )
