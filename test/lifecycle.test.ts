@@ -328,6 +328,42 @@ describe("close timeout", () => {
       })
   )
 
+  it.live("producers that keep submitting after close cannot stretch its deadline", () =>
+    Effect.gen(function* () {
+      const executor = BatchExecutor.make(() => Effect.sleep("10 seconds"))
+      const { flow, scope } = yield* startFlow(
+        { flushSize: 10, flushInterval: "1 hour", closeTimeout: "1 second", timeout: Infinity },
+        executor
+      )
+      yield* flow.submitAll(Events, rows(10))
+      const started = Date.now()
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      // Eight producers in a tight loop, every call rejected with BatchFlowClosed.
+      let rejected = 0
+      let stop = false
+      const producers = yield* Effect.forEach(
+        Array.from({ length: 8 }, (_, p) => p),
+        (p) =>
+          Effect.fork(
+            Effect.gen(function* () {
+              while (!stop) {
+                const exit = yield* Effect.exit(flow.submit(Events, row(1_000 + p)))
+                if (Exit.isFailure(exit)) rejected++
+              }
+            })
+          )
+      )
+      yield* Fiber.join(closing)
+      const closeMillis = Date.now() - started
+      stop = true
+      yield* Fiber.joinAll(producers)
+      expect(closeMillis).toBeLessThan(2_000)
+      // The producers ran all along: their rejections did not starve the close deadline's timer.
+      expect(rejected).toBeGreaterThan(1_000)
+      expect((yield* flow.stats).unknownOutcome).toBe(10)
+    })
+  )
+
   it.effect("close timeout also reports rows waiting behind an unfinished group with the same key", () =>
     Effect.gen(function* () {
       const rec = recorder(() => Effect.sleep("10 seconds"))
