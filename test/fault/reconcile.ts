@@ -160,7 +160,8 @@ export const runScenario = async (
   const reportedUnknown: Array<number> = []
   const reasons: Record<string, number> = {}
   for (const f of failures as ReadonlyArray<BatchFlowError.BatchFailure>) {
-    if (process.env.FAULT_DEBUG !== undefined && f.reason === process.env.FAULT_DEBUG) console.log("CAUSE", f.cause)
+    if (process.env.FAULT_DEBUG !== undefined && f.reason === process.env.FAULT_DEBUG)
+      console.log("CAUSE", f.cause)
     reasons[f.reason] = (reasons[f.reason] ?? 0) + f.rows.length
     const ids = f.rows.map((r) => (r as { id: number }).id)
     ;(f.outcome === "failed" ? reportedFailed : reportedUnknown).push(...ids)
