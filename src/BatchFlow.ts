@@ -101,8 +101,10 @@ export interface BatchFlow {
   readonly flush: Effect.Effect<void>
   /**
    * Stops intake (later submits fail with `BatchFlowClosed`, suspended ones too), writes every
-   * buffered row and waits for all in-flight writes, at most `closeTimeout`; rows not written by then
-   * are reported with reason `close_timeout`. Idempotent; closing the layer's scope does the same.
+   * buffered row and waits for all in-flight writes, at most `closeTimeout`. Past it, returns at once
+   * whatever the driver does: rows never sent are reported with reason `close_timeout`, rows of
+   * attempts still running as `unknown_outcome` (their late answers are counted in `stats`).
+   * Idempotent; closing the layer's scope does the same.
    */
   readonly close: Effect.Effect<void>
   /** Waits until the flow is closed and everything is written or reported. */

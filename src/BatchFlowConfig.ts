@@ -51,11 +51,16 @@ export interface BatchFlowConfig {
   readonly concurrency: number
   /** Retry of failed executor calls; only errors the classifier calls retryable are retried. */
   readonly retry: RetryOptions
-  /** Per-attempt limit: an attempt running longer is interrupted. Default 30 s; > 0 or infinity. */
+  /**
+   * Per-attempt limit. The SQL executors give it to the server (PostgreSQL `statement_timeout`,
+   * MariaDB `max_statement_time`), which rolls a slower statement back; an attempt with no answer
+   * by `timeout` + min(timeout, 1 s) is abandoned, its outcome unknown. Default 30 s; > 0 or infinity.
+   */
   readonly timeout: Duration.Duration
   /**
    * How long closing waits for buffered and in-flight rows. Rows not written by then are reported
-   * as a `BatchFailure` with reason `close_timeout`. Default 30 s; > 0 or infinity.
+   * as a `BatchFailure`: `close_timeout` when never sent, `unknown_outcome` when being written.
+   * Default 30 s; > 0 or infinity.
    */
   readonly closeTimeout: Duration.Duration
   /** Failures kept for the `failures` stream until read; further ones are dropped and counted. Default 1,024; ≥ 1. */

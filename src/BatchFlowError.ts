@@ -112,10 +112,11 @@ const problemText: Record<InvalidRowProblem, string> = {
 }
 
 /**
- * The final outcome of a group of rows that could not be written: after the last attempt, after a
+ * The final outcome of a group of rows that were not committed: after the last attempt, after a
  * non-retryable error, or because the flow closed before they could be written (reason
  * `close_timeout`). Every accepted row that is not committed is reported in exactly one
- * `BatchFailure`.
+ * `BatchFailure`, and `outcome` says what is known: `failed` (not written) or `unknown_outcome`
+ * (maybe written: branch on it before replaying the rows).
  *
  * `rows` and `cause` are the raw data (the rows as submitted, the driver's or executor's own error):
  * they are for your code, and the library never logs them. `message` carries no row values: it is
@@ -128,7 +129,10 @@ export class BatchFailure extends Schema.TaggedError<BatchFailure>()("BatchFailu
   target: Schema.String,
   rows: Schema.Array(Schema.Unknown),
   attempts: Schema.Number,
-  /** A low-cardinality reason from the classifier, e.g. `deadlock`, `timeout`, `close_timeout`. */
+  /**
+   * A low-cardinality reason from the classifier, e.g. `deadlock`, `busy`, `close_timeout`; always
+   * `unknown_outcome` when `outcome` is.
+   */
   reason: Schema.String,
   /** Whether the last error was classified as retryable (attempts ran out) or not. */
   retryable: Schema.Boolean,
@@ -160,7 +164,7 @@ export class BatchFailure extends Schema.TaggedError<BatchFailure>()("BatchFailu
     const tries = this.attempts === 1 ? "1 attempt" : `${this.attempts} attempts`
     const detail = this.detail ?? maskedDetail(this.cause, this.rows)
     return this.outcome === "unknown_outcome"
-      ? `${this.rows.length} row(s) for target "${this.target}" may or may not have been written after ${tries} (reason: ${this.reason}): ${detail}. Check the target before writing them again, unless its writes are idempotent.`
+      ? `${this.rows.length} row(s) for target "${this.target}" may or may not have been written after ${tries} (reason: ${this.reason}): ${detail.replace(/\.$/, "")}. Check the target before writing them again, unless its writes are idempotent.`
       : `${this.rows.length} row(s) for target "${this.target}" were not written after ${tries} (reason: ${this.reason}): ${detail}`
   }
 }
