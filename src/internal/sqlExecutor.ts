@@ -165,12 +165,13 @@ const sqliteRunner = (sql: SqlClient.SqlClient): Runner => ({
  */
 const inTransaction = (
   sql: SqlClient.SqlClient,
-  begin: string,
+  /** Made once the connection is reserved, so the time spent waiting for it counts. */
+  begin: () => string,
   body: (conn: Connection) => Effect.Effect<void, SqlError>
 ): Effect.Effect<void, SqlError> =>
   Effect.scoped(
     Effect.flatMap(sql.reserve, (conn) =>
-      Effect.zipRight(conn.executeUnprepared(begin, [], undefined), body(conn)).pipe(
+      Effect.zipRight(conn.executeUnprepared(begin(), [], undefined), body(conn)).pipe(
         Effect.zipRight(conn.executeUnprepared("COMMIT", [], undefined)),
         Effect.catchAll((error) =>
           Effect.zipRight(
@@ -240,14 +241,16 @@ export const make = (
           statements.length > 1 || (runner.deadlineNeedsTransaction && Number.isFinite(deadline))
         const write = Effect.mapError(
           transaction
-            ? Effect.suspend(() =>
-                inTransaction(sql, runner.begin(deadline), (conn) =>
+            ? inTransaction(
+                sql,
+                () => runner.begin(deadline),
+                (conn) =>
                   Effect.forEach(statements, (statement) => runner.run(statement, deadline, conn), {
                     discard: true
                   })
-                )
               )
-            : Effect.asVoid(runner.run(statements[0]!, deadline, undefined)),
+            : // mysql2's pool takes its connection inside the call: the wait for it is not deducted.
+              Effect.suspend(() => Effect.asVoid(runner.run(statements[0]!, deadline, undefined))),
           (error) =>
             describeSqlError(
               error,
