@@ -1,8 +1,8 @@
 /**
- * One executor call of a part, with everything around its attempts: each attempt under the
- * per-attempt timeout and in its own `BatchFlow.execute` span, every failure classified (retryable or
- * not, and why), retries per the schedule, and once the last attempt ends, the per-call metrics and
- * the slow-write warning. Per executor call, never per row.
+ * One executor call of a part, with everything around its attempts: each attempt under a
+ * concurrency permit, the per-attempt timeout and in its own `BatchFlow.execute` span, every failure
+ * classified (retryable or not, and why), retries per the schedule, and once the last attempt ends,
+ * the per-call metrics and the slow-write warning. Per executor call, never per row.
  */
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
@@ -42,6 +42,8 @@ export class Attempts {
   constructor(
     private readonly config: BatchFlowConfig,
     private readonly executor: BatchExecutor,
+    /** `concurrency` permits, one per running attempt: none is held while backing off. */
+    private readonly semaphore: Effect.Semaphore,
     private readonly classify: (error: unknown) => Retry.Classification,
     private readonly observer: Observer,
     private readonly clock: Clock.Clock,
@@ -95,10 +97,12 @@ export class Attempts {
     // The last failed attempt's error and classification: the span annotation classifies it first,
     // and the retry reuses that, so the rules run once per failed attempt.
     let last: Classified | undefined
-    // One span per attempt, a child of the flush span.
+    // One span per attempt, a child of the flush span; a permit per attempt, so that a part
+    // backing off between attempts leaves its permit to other targets' groups.
+    const permit = this.semaphore.withPermits(1)
     const traced = Effect.suspend(() =>
       Effect.withSpan(
-        Effect.onExit(attemptOnce, (exit) =>
+        Effect.onExit(permit(attemptOnce), (exit) =>
           Effect.annotateCurrentSpan(
             this.attemptOutcome(target, part, exit, (classified) => {
               last = classified

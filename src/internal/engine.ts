@@ -84,7 +84,7 @@ export class Engine {
     private readonly config: BatchFlowConfig,
     executor: BatchExecutor,
     userRules: ReadonlyArray<Retry.Rule>,
-    private readonly semaphore: Effect.Semaphore,
+    semaphore: Effect.Semaphore,
     private readonly failureBox: Mailbox.Mailbox<BatchFailure>,
     private readonly observer: Observer,
     private readonly clock: Clock.Clock,
@@ -101,6 +101,7 @@ export class Engine {
     this.attempts = new Attempts(
       config,
       executor,
+      semaphore,
       classify,
       observer,
       clock,
@@ -470,7 +471,7 @@ export class Engine {
   private runPart(group: Group, part: Part): Effect.Effect<void> {
     return Effect.suspend(() => {
       group.open.add(part)
-      return Effect.either(this.semaphore.withPermits(1)(this.attempts.run(group.target, part)))
+      return Effect.either(this.attempts.run(group.target, part))
     }).pipe(
       Effect.flatMap((outcome) => {
         group.open.delete(part)

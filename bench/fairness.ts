@@ -1,0 +1,78 @@
+/**
+ * Fairness between targets (issue 12): a healthy target's throughput alone, and beside a target whose
+ * every write fails with a retryable error. A custom executor: each call sleeps `--call-millis`
+ * (default 2 ms) and then succeeds (healthy) or fails (failing). Producers submit for `--seconds`;
+ * reported: rows/s the healthy target committed, alone and beside the failing one, and the ratio.
+ *
+ *   npx tsx bench/fairness.ts [--seconds 3] [--runs 3]
+ */
+import { Effect, Layer, Schema, Stream } from "effect"
+import { BatchExecutor, BatchFlow, BatchFlowError, Target } from "../src/index.js"
+
+const arg = (name: string, fallback: number): number => {
+  const at = process.argv.indexOf(`--${name}`)
+  return at >= 0 ? Number(process.argv[at + 1]) : fallback
+}
+const seconds = arg("seconds", 3)
+const runs = arg("runs", 3)
+const callMillis = arg("call-millis", 2)
+
+const Row = Schema.Struct({ id: Schema.Number })
+const Healthy = Target.make("healthy", { schema: Row })
+const Failing = Target.make("failing", { schema: Row })
+
+const executor = BatchExecutor.make((target) =>
+  Effect.zipRight(
+    Effect.sleep(callMillis),
+    target === Failing
+      ? Effect.fail(new BatchFlowError.ExecutorError({ message: "down", retryable: true, reason: "connection" }))
+      : Effect.void
+  )
+)
+
+const measure = (withFailing: boolean) =>
+  Effect.gen(function* () {
+    const flow = yield* BatchFlow.BatchFlow
+    yield* Effect.forkScoped(Stream.runDrain(flow.failures))
+    const deadline = Date.now() + seconds * 1000
+    const producer = (target: Target.Target<{ readonly id: number }>) =>
+      Effect.gen(function* () {
+        let id = 0
+        while (Date.now() < deadline) {
+          yield* flow.submit(target, { id: id++ })
+          if (id % 100 === 0) yield* Effect.yieldNow()
+        }
+      })
+    const producers = [producer(Healthy), producer(Healthy)]
+    if (withFailing) producers.push(producer(Failing), producer(Failing))
+    const before = (yield* flow.stats).committed
+    yield* Effect.all(producers, { concurrency: "unbounded", discard: true })
+    return ((yield* flow.stats).committed - before) / seconds
+  }).pipe(
+    Effect.scoped,
+    Effect.provide(
+      BatchFlow.layer({ flushSize: 200, concurrency: 4, flushInterval: "20 millis", closeTimeout: "1 second" }).pipe(
+        Layer.provide(BatchExecutor.layer(executor.execute))
+      )
+    ),
+    Effect.provide(Layer.empty)
+  )
+
+const main = Effect.gen(function* () {
+  const alone: Array<number> = []
+  const beside: Array<number> = []
+  for (let i = 0; i < runs; i++) {
+    alone.push(yield* measure(false))
+    beside.push(yield* measure(true))
+  }
+  const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+  const ratios = alone.map((a, i) => beside[i]! / a)
+  console.log(
+    `healthy target alone: ${Math.round(median(alone))} rows/s (${alone.map(Math.round).join(", ")}); beside a failing target: ${Math.round(median(beside))} rows/s (${beside.map(Math.round).join(", ")}); ratio ${median(ratios).toFixed(2)} (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`
+  )
+})
+
+Effect.runPromise(main.pipe(Effect.provide(Layer.empty))).catch((e) => {
+  console.error(e)
+  process.exit(1)
+})
