@@ -7,6 +7,7 @@
  */
 import type * as Schema from "effect/Schema"
 import type { InvalidRow } from "./BatchFlowError.js"
+import { makeCopier } from "./internal/snapshot.js"
 import { makeValidator } from "./internal/validate.js"
 
 /**
@@ -49,6 +50,11 @@ export interface Target<A> {
   readonly keyOf: (row: A) => unknown
   /** `undefined` for a valid row, otherwise the typed error naming the field. */
   readonly validate: (row: unknown) => InvalidRow | undefined
+  /**
+   * A copy of a valid row as it is now: the flow keeps this copy from `submit` on, so that what it
+   * writes is what was validated, whatever the producer does to its object afterwards.
+   */
+  readonly copy: (row: A) => A
 }
 
 /**
@@ -65,6 +71,7 @@ export interface Any {
   readonly idempotentWrites: boolean
   readonly keyOf: (row: never) => unknown
   readonly validate: (row: unknown) => InvalidRow | undefined
+  readonly copy: (row: never) => unknown
 }
 
 /**
@@ -123,7 +130,8 @@ export const make = <A, I>(name: string, options: Options<A, I>): Target<A> => {
     ordered: options.ordered ?? key.length > 0,
     idempotentWrites: options.idempotentWrites ?? false,
     keyOf: keyFunction<A>(key),
-    validate: makeValidator(name, options.schema as never)
+    validate: makeValidator(name, options.schema as never),
+    copy: makeCopier(options.schema)
   }
 }
 

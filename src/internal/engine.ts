@@ -2,11 +2,11 @@
  * The engine: submit → buffer → flush → group → execute → acknowledge.
  *
  * Rows move as plain arrays and Effect is paid per batch, not per row (measurements in
- * docs/development/architecture.md): `submit` is one `Effect.withFiberRuntime` that validates and
- * writes the row into a slot of the ring buffer; each of the `concurrency` workers takes up to
- * `flushSize` rows at a time, groups them by target (forking only when a batch holds several
- * targets), waits for earlier groups holding the same keys, and runs the executor with retry and a
- * per-attempt timeout.
+ * docs/development/architecture.md): `submit` is one `Effect.withFiberRuntime` that validates the
+ * row, copies it (`Target.copy`, snapshot.ts) and writes the copy into a slot of the ring buffer; each of the
+ * `concurrency` workers takes up to `flushSize` rows at a time, groups them by target (forking only
+ * when a batch holds several targets), waits for earlier groups holding the same keys, and runs the
+ * executor with retry and a per-attempt timeout.
  *
  * This class is the data path, each step in one place; what stands on its own lives beside it: the
  * ring of buffered rows (buffer.ts), pending `flush` calls (flushRequests.ts), groups and parts
@@ -120,7 +120,7 @@ export class Engine {
     return Effect.withFiberRuntime((fiber): Effect.Effect<void, InvalidRow | BatchFlowClosed> => {
       const invalid = target.validate(row)
       return invalid === undefined
-        ? this.enqueue(target, row, undefined, fiber.currentSpan)
+        ? this.enqueue(target, target.copy(row), undefined, fiber.currentSpan)
         : this.rejectInvalid(invalid)
     })
   }
@@ -134,7 +134,7 @@ export class Engine {
         const invalid = target.validate(row)
         if (invalid !== undefined) return this.rejectInvalid(invalid)
         const ack: Ack = new Completion()
-        return Effect.zipRight(this.enqueue(target, row, ack, fiber.currentSpan), ack.await)
+        return Effect.zipRight(this.enqueue(target, target.copy(row), ack, fiber.currentSpan), ack.await)
       }
     )
   }
@@ -144,10 +144,12 @@ export class Engine {
     input: Iterable<A>
   ): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
     return Effect.withFiberRuntime((fiber): Effect.Effect<void, InvalidRow | BatchFlowClosed> => {
-      const rows = Array.isArray(input) ? (input as ReadonlyArray<A>) : Array.from(input)
-      for (let i = 0; i < rows.length; i++) {
-        const invalid = target.validate(rows[i])
+      const given = Array.isArray(input) ? (input as ReadonlyArray<A>) : Array.from(input)
+      const rows = new Array<A>(given.length)
+      for (let i = 0; i < given.length; i++) {
+        const invalid = target.validate(given[i])
         if (invalid !== undefined) return this.rejectInvalid(withIndex(invalid, i))
+        rows[i] = target.copy(given[i]!)
       }
       return rows.length === 0 ? Effect.void : this.enqueueAll(target, rows, 0, fiber.currentSpan)
     })
