@@ -106,21 +106,30 @@ export const keepLast = <A>(key: Key<A>): Coalescer<A> => make("keepLast", key, 
 
 /**
  * Merges rows of the same key: each later row overwrites the fields it has (a field is present when
- * its value is not `undefined`; `null` is a value). With `fields`, only those fields are merged.
+ * its value is not `undefined`; `null` is a value, unless `nullIsAbsent`). With `fields`, only those
+ * fields are merged. Use `nullIsAbsent` when the sink skips `null` fields, as `Redis.hset` does (its
+ * `coalesce: "mergePresent"` sets it): a later `null` must then not erase an earlier value that the
+ * uncoalesced writes would have kept.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const mergePresent = <A>(key: Key<A>, fields?: ReadonlyArray<keyof A & string>): Coalescer<A> =>
-  make("mergePresent", key, (kept, later) => {
+export const mergePresent = <A>(
+  key: Key<A>,
+  fields?: ReadonlyArray<keyof A & string>,
+  options?: { readonly nullIsAbsent?: boolean | undefined }
+): Coalescer<A> => {
+  const nullIsAbsent = options?.nullIsAbsent === true
+  return make("mergePresent", key, (kept, later) => {
     const out: Record<string, unknown> = { ...(kept as Record<string, unknown>) }
     const source = later as Record<string, unknown>
     for (const field of fields ?? Object.keys(source)) {
       const value = source[field]
-      if (value !== undefined) out[field] = value
+      if (value !== undefined && !(nullIsAbsent && value === null)) out[field] = value
     }
     return out as A
   })
+}
 
 /**
  * Folds rows of the same key with a function, e.g. summing increments:

@@ -48,6 +48,16 @@ describe("Coalesce", () => {
     expect(result).toMatchObject({ in: 6, out: 4, deduplicated: 2, merged: 0 })
   })
 
+  it("mergePresent with nullIsAbsent keeps an earlier value where a later row has null", () => {
+    const merged = Coalesce.apply(
+      Coalesce.mergePresent<{ k: string; a: string | null }>(["k"], undefined, { nullIsAbsent: true }),
+      [
+        { k: "x", a: "kept" },
+        { k: "x", a: null }
+      ]
+    )
+    expect(merged.rows).toEqual([{ k: "x", a: "kept" }])
+  })
   it("mergePresent overwrites the fields later rows have", () => {
     const result = Coalesce.apply(Coalesce.mergePresent<Row>(["key"]), rows)
     expect(result.rows[0]).toEqual({ key: "x", a: 5, b: 3 })
@@ -135,6 +145,39 @@ describe("Redis coalescing", () => {
       })
       expect(yield* executor.stats).toMatchObject({ rowsIn: 3, rowsOut: 1, sent: 1 })
     })
+  )
+
+  it.scopedLive(
+    "mergePresent on HSET: a later null never erases a value (the hash is what the uncoalesced writes leave)",
+    () =>
+      Effect.gen(function* () {
+        const redis = yield* fresh
+        const executor = yield* executorOn(DB)
+        const schema = Schema.Struct({
+          id: Schema.String,
+          name: Schema.NullOr(Schema.String),
+          email: Schema.NullOr(Schema.String),
+          city: Schema.NullOr(Schema.String)
+        })
+        const rows = [
+          { id: "u1", name: "alice", email: null, city: "paris" },
+          { id: "u1", name: null, email: "alice@x", city: null },
+          { id: "u1", name: null, email: null, city: "lyon" }
+        ]
+        const plain = Redis.hset("profiles_plain", { schema, key: "id", prefix: `${P}plain:` })
+        const merged = Redis.hset("profiles_merged", {
+          schema,
+          key: "id",
+          prefix: `${P}merged:`,
+          coalesce: "mergePresent"
+        })
+        yield* executor.execute(plain, rows)
+        // A copy: the executor keeps per-call state keyed on the rows array (a retry resumes).
+        yield* executor.execute(merged, [...rows])
+        const expected = { name: "alice", email: "alice@x", city: "lyon" }
+        expect(yield* Effect.promise(() => redis.hgetall(`${P}plain:u1`))).toEqual(expected)
+        expect(yield* Effect.promise(() => redis.hgetall(`${P}merged:u1`))).toEqual(expected)
+      })
   )
 
   it.scopedLive("incrBy with coalesce 'sum' sends one INCRBY per key with the total", () =>

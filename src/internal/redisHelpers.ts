@@ -82,6 +82,11 @@ export const hset = <A extends { readonly [field: string]: HashValue }, I>(
   const ttl = options.ttl === undefined ? undefined : ttlMillis(options.ttl)
   return make(name, {
     ...options,
+    // HSET skips null fields, so a later null must not erase an earlier value when rows merge.
+    coalesce:
+      options.coalesce === "mergePresent"
+        ? Coalesce.mergePresent<A>([keyField], undefined, { nullIsAbsent: true })
+        : options.coalesce,
     keyField,
     toCommands: (row, key) => {
       const args: Array<Arg> = [key]
