@@ -15,10 +15,14 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import { describe, expect, it } from "vitest"
 import type { Io } from "../src/cli/bench.js"
-import { main } from "../src/cli/main.js"
+import { type Flags, toSpec } from "../src/cli/command.js"
+import { colorEnabled, main, stripAnsi } from "../src/cli/main.js"
 import type { Report } from "../src/cli/report.js"
+import { defaultTable, userTag } from "../src/cli/workload.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 const pgUrl = process.env.BATCHFLOW_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test"
@@ -29,13 +33,21 @@ interface Outcome {
   readonly stderr: string
 }
 
+/** The test process's environment with `env` applied (`undefined` removes a variable). */
+const childEnv = (env: Record<string, string | undefined>): Record<string, string> => {
+  const merged: Record<string, string | undefined> = { ...process.env, ...env }
+  const out: Record<string, string> = {}
+  for (const [key, value] of Object.entries(merged)) if (value !== undefined) out[key] = value
+  return out
+}
+
 /** Runs `effect-batchflow <args>` from the repository's TypeScript entry. */
-const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Promise<Outcome> =>
+const cli = (args: ReadonlyArray<string>, env: Record<string, string | undefined> = {}): Promise<Outcome> =>
   new Promise((resolve) => {
     execFile(
       process.execPath,
       ["--import", "tsx", "src/bin.ts", ...args],
-      { cwd: root, env: { ...process.env, ...env }, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 },
+      { cwd: root, env: childEnv(env), timeout: 120_000, maxBuffer: 16 * 1024 * 1024 },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1
         resolve({ code, stdout, stderr })
@@ -422,6 +434,275 @@ describe("effect-batchflow bench", () => {
       expect(run.code).toBe(1)
       expect(run.err).toContain("cannot connect to PostgreSQL at postgres://postgres@127.0.0.1:1/test")
       expect(run.err).toContain("BATCHFLOW_PG_URL")
+    },
+    SLOW
+  )
+})
+
+/** Runs `f` with a connected node-postgres client on the test database. */
+const withPg = async <A>(f: (client: import("pg").Client) => Promise<A>): Promise<A> => {
+  const pg = (await import("pg")).default
+  const client = new pg.Client({ connectionString: pgUrl })
+  await client.connect()
+  try {
+    return await f(client)
+  } finally {
+    await client.end()
+  }
+}
+
+const tableExists = (table: string) =>
+  withPg(async (client) => {
+    const result = await client.query("SELECT to_regclass($1) AS t", [table])
+    return result.rows[0].t !== null
+  })
+
+const ESC = String.fromCharCode(27)
+
+/** The flags as @effect/cli gives them when none is passed. */
+const noFlags: Flags = {
+  backend: "sqlite",
+  rows: Option.none(),
+  producers: "4",
+  flushSize: "500",
+  flushInterval: "50ms",
+  concurrency: "4",
+  buffer: "10000",
+  conflict: Option.none(),
+  url: Option.none(),
+  runs: "1",
+  warmup: Option.none(),
+  baseline: false,
+  report: [],
+  sampleEvery: "1000",
+  submitAll: false,
+  table: Option.none(),
+  keep: false,
+  metricsPort: Option.none()
+}
+
+describe("effect-batchflow bench: help, colour, flags, default table, Ctrl-C", () => {
+  it("--help: every flag shows its own description only, under the full usage line `$ effect-batchflow bench`", async () => {
+    const help = await inProcess(["bench", "--help"])
+    expect(help.code).toBe(0)
+    expect(help.err).toBe("")
+    // @effect/cli's generic sentences about the option's type are gone…
+    expect(help.out).not.toContain("A user-defined piece of text.")
+    expect(help.out).not.toContain("A true or false value.")
+    expect(help.out).not.toContain("One of the following:")
+    // …and each flag's own description comes right under it.
+    for (const [flag, description] of [
+      ["--rows integer", "Rows per measured run"],
+      ["--producers integer", "Producer fibers"],
+      ["--flush-size integer", "Rows per batch (flushSize)"],
+      ["--concurrency integer", "Executor calls at once"],
+      ["--buffer integer", "Rows buffered before submit waits"],
+      ["--runs integer", "Measured runs per variant"],
+      ["--warmup integer", "Rows of an unmeasured warm-up run"],
+      ["--sample-every integer", "Write every n-th row"],
+      ["--metrics-port integer", "Serve Prometheus metrics"],
+      ["--flush-interval duration", "Longest wait of a partial batch"],
+      ["--baseline", "Also run the raw driver"],
+      ["--table name", "The bench's own table"],
+      ["--keep", "Keep the table"],
+      ["(-h, --help)", "Show the help documentation"]
+    ] as const) {
+      expect(help.out).toContain(`\n${flag}\n\n  ${description}`)
+    }
+    // The usage line is the whole command line, not `$ bench`.
+    expect(help.out).toMatch(/^\$ effect-batchflow bench \[--backend sqlite \| pg/m)
+    expect(help.out).not.toMatch(/^\$ bench/m)
+    // --table and its per-user, per-process default are in the help.
+    expect(help.out).toContain("--table name")
+    expect(help.out).toContain("batchflow_bench_<user>_<pid>")
+    expect(help.out).toContain("own table (--table")
+    // -h is the same page; the root's help has no generic sentences either.
+    const short = await inProcess(["bench", "-h"])
+    expect(short.out).toBe(help.out)
+    const rootHelp = await inProcess(["--help"])
+    expect(rootHelp.code).toBe(0)
+    expect(rootHelp.out).toMatch(/^\$ effect-batchflow$/m)
+    expect(rootHelp.out).toContain("- bench [--backend")
+    expect(rootHelp.out).not.toContain("A true or false value.")
+  })
+
+  it(
+    "colour only on a terminal: no ANSI codes in a pipe (help, @effect/cli's errors), FORCE_COLOR and NO_COLOR honoured",
+    async () => {
+      const plain = { FORCE_COLOR: undefined, NO_COLOR: undefined }
+      const [piped, forced, forcedOff, unknown] = await Promise.all([
+        cli(["bench", "--help"], plain),
+        cli(["bench", "--help"], { FORCE_COLOR: "1", NO_COLOR: undefined }),
+        cli(["bench", "--help"], { FORCE_COLOR: "0", NO_COLOR: undefined }),
+        cli(["bench", "--rowz", "5"], plain)
+      ])
+      expect(piped.code).toBe(0)
+      expect(piped.stdout).toContain("$ effect-batchflow bench [--backend")
+      expect(piped.stdout).not.toContain(ESC)
+      expect(forcedOff.stdout).not.toContain(ESC)
+      expect(forcedOff.stdout).toBe(piped.stdout)
+      // Forced: the same page, in colour.
+      expect(forced.stdout).toContain(`${ESC}[`)
+      expect(stripAnsi(forced.stdout)).toBe(piped.stdout)
+      expect(unknown.code).toBe(2)
+      expect(unknown.stderr).toContain("Received unknown argument: '--rowz'")
+      expect(unknown.stderr).not.toContain(ESC)
+      // The decision itself: a terminal, unless NO_COLOR; FORCE_COLOR first; never TERM=dumb.
+      expect(colorEnabled({ isTTY: true }, {})).toBe(true)
+      expect(colorEnabled({ isTTY: false }, {})).toBe(false)
+      expect(colorEnabled({}, {})).toBe(false)
+      expect(colorEnabled({ isTTY: true }, { NO_COLOR: "1" })).toBe(false)
+      expect(colorEnabled({ isTTY: true }, { NO_COLOR: "" })).toBe(true)
+      expect(colorEnabled({ isTTY: true }, { TERM: "dumb" })).toBe(false)
+      expect(colorEnabled({ isTTY: false }, { FORCE_COLOR: "1" })).toBe(true)
+      expect(colorEnabled({ isTTY: false }, { FORCE_COLOR: "" })).toBe(true)
+      expect(colorEnabled({ isTTY: false }, { FORCE_COLOR: "1", NO_COLOR: "1" })).toBe(true)
+      expect(colorEnabled({ isTTY: true }, { FORCE_COLOR: "0" })).toBe(false)
+      expect(colorEnabled({ isTTY: true }, { FORCE_COLOR: "false" })).toBe(false)
+    },
+    SLOW
+  )
+
+  it("a flag that fails to parse is reported once, by its name, and feeds no check across flags", async () => {
+    const abc = await inProcess(["bench", "--rows", "abc"])
+    expect(abc.code).toBe(2)
+    expect(abc.err).toContain('--rows must be an integer ≥ 1 (got "abc")')
+    expect(abc.err).not.toContain("--producers")
+    expect(abc.err).not.toContain("--warmup")
+    expect(abc.err.match(/must/g)).toHaveLength(1)
+    const badProducers = await inProcess(["bench", "--rows", "2", "--producers", "x"])
+    expect(badProducers.err).toContain('--producers must be an integer ≥ 1 (got "x")')
+    expect(badProducers.err).not.toContain("must not exceed")
+    const badBoth = await inProcess(["bench", "--rows", "-1", "--producers", "many"])
+    expect(badBoth.err).toContain('--rows must be an integer ≥ 1 (got "-1")')
+    expect(badBoth.err).toContain('--producers must be an integer ≥ 1 (got "many")')
+    expect(badBoth.err).not.toContain("must not exceed")
+    // A bad --flush-size does not reach the engine's check of --buffer against it.
+    const badFlush = await inProcess(["bench", "--flush-size", "lots", "--buffer", "100"])
+    expect(badFlush.err).toContain('--flush-size must be an integer ≥ 1 (got "lots")')
+    expect(badFlush.err).not.toContain("--buffer")
+    // Values that parsed are still checked together.
+    const tooMany = await inProcess(["bench", "--rows", "3", "--producers", "5"])
+    expect(tooMany.code).toBe(2)
+    expect(tooMany.err).toContain("--producers (5) must not exceed --rows (3)")
+  })
+
+  it("the default table is unique per user and per process; --table chooses one", async () => {
+    expect(defaultTable("pg", "alice", 4242)).toBe("batchflow_bench_alice_4242")
+    expect(defaultTable("sqlite", "bob", 7)).toBe("batchflow_bench_bob_7")
+    expect(defaultTable("redis", "alice", 4242)).toBe("bench_alice_4242")
+    expect(userTag()).toMatch(/^[a-z0-9_]{1,24}$/)
+    const spec = (flags: Partial<Flags>) => Effect.runPromise(Effect.either(toSpec({ ...noFlags, ...flags })))
+    const sqlite = await spec({})
+    const pg = await spec({ backend: "pg" })
+    const redis = await spec({ backend: "redis" })
+    const chosen = await spec({ backend: "pg", table: Option.some("my_bench") })
+    expect(Either.getOrThrow(sqlite).table).toBe(`batchflow_bench_${userTag()}_${process.pid}`)
+    expect(Either.getOrThrow(pg).table).toBe(`batchflow_bench_${userTag()}_${process.pid}`)
+    expect(Either.getOrThrow(redis).table).toBe(`bench_${userTag()}_${process.pid}`)
+    expect(Either.getOrThrow(chosen).table).toBe("my_bench")
+    expect(Either.getOrThrow(pg).table).toMatch(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/)
+  })
+
+  it(
+    "PostgreSQL: two benches at once with the default table write to two tables, both intact, both dropped",
+    async () => {
+      const args = ["bench", "--backend", "pg", "--url", pgUrl, "--rows", "20000", "--warmup", "0"]
+      const runs = await Promise.all([cli(args), cli(args)])
+      const tables = runs.map((run) => /table (batchflow_bench_\w+)/.exec(run.stdout)?.[1])
+      for (const run of runs) {
+        expect(run.stderr).not.toContain("FAILED")
+        expect(run.code).toBe(0)
+        expect(run.stdout).toContain("integrity: OK")
+      }
+      expect(tables[0]).toMatch(new RegExp(`^batchflow_bench_${userTag()}_\\d+$`))
+      expect(tables[1]).toMatch(new RegExp(`^batchflow_bench_${userTag()}_\\d+$`))
+      expect(tables[0]).not.toBe(tables[1])
+      expect(await tableExists(tables[0]!)).toBe(false)
+      expect(await tableExists(tables[1]!)).toBe(false)
+    },
+    SLOW
+  )
+
+  /**
+   * Starts a long PostgreSQL bench on `table` as a child process (the executable, as a user runs
+   * it), sends SIGINT once the table exists (the run has started), and answers how it ended.
+   */
+  const interrupted = async (table: string, extra: ReadonlyArray<string> = []) => {
+    await withPg((client) => client.query(`DROP TABLE IF EXISTS "${table}"`))
+    const child = spawn(
+      process.execPath,
+      [
+        "bin/effect-batchflow.js",
+        "bench",
+        "--backend",
+        "pg",
+        "--url",
+        pgUrl,
+        "--rows",
+        "5000000",
+        "--warmup",
+        "0",
+        "--table",
+        table,
+        ...extra
+      ],
+      { cwd: root, env: childEnv({}), stdio: ["ignore", "pipe", "pipe"] }
+    )
+    const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+      child.on("exit", (code, signal) => resolve({ code, signal }))
+    )
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk
+    })
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk
+    })
+    try {
+      let started = false
+      for (let i = 0; i < 400 && !started && child.exitCode === null; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        started = await tableExists(table)
+      }
+      expect({ started, stderr }).toEqual({ started: true, stderr: expect.any(String) })
+      child.kill("SIGINT")
+      const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 20_000))
+      const exit = await Promise.race([exited, timeout])
+      return { exit, stdout, stderr }
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+    }
+  }
+
+  it(
+    "Ctrl-C (SIGINT) during a run: exit 130 and the bench's table dropped",
+    async () => {
+      const table = "cli_test_pg_sigint"
+      const run = await interrupted(table)
+      expect(run.exit).toEqual({ code: 130, signal: null })
+      expect(run.stderr).toContain("effect-batchflow bench: interrupted")
+      // Interrupted during the run: no run finished, no summary.
+      expect(run.stdout).toContain(`table ${table}`)
+      expect(run.stdout).not.toContain("integrity")
+      expect(await tableExists(table)).toBe(false)
+    },
+    SLOW
+  )
+
+  it(
+    "Ctrl-C (SIGINT) with --keep: exit 130 and the table kept",
+    async () => {
+      const table = "cli_test_pg_sigint_keep"
+      try {
+        const run = await interrupted(table, ["--keep"])
+        expect(run.exit).toEqual({ code: 130, signal: null })
+        expect(run.stderr).toContain(`effect-batchflow bench: interrupted (--keep: ${table} kept)`)
+        expect(await tableExists(table)).toBe(true)
+      } finally {
+        await withPg((client) => client.query(`DROP TABLE IF EXISTS "${table}"`))
+      }
     },
     SLOW
   )

@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import type * as Scope from "effect/Scope"
 import { formatCount, formatRate } from "./format.js"
 import { BackendError, type Harness, type MakeHarness, messageOf, type Tamper } from "./harness.js"
@@ -29,6 +30,11 @@ export interface Io {
   readonly err: (line: string) => void
   readonly progress: ProgressOptions
   readonly version: string
+  /**
+   * Whether `out` and `err` may carry ANSI colours (the help, @effect/cli's messages). Default:
+   * neither; `processIo` colours a stream only when it is a terminal (see `main.colorEnabled`).
+   */
+  readonly color?: { readonly out: boolean; readonly err: boolean } | undefined
 }
 
 /**
@@ -103,6 +109,27 @@ export const run = (spec: BenchSpec, io: Io, tamper: Tamper | undefined): Effect
     Effect.gen(function* () {
       const startedAt = new Date()
       let harness = yield* loadHarness(spec)
+      // The table / keys are removed however the bench ends: after the runs, or when it is
+      // interrupted (Ctrl-C, SIGTERM) or a run fails; `--keep` keeps them. The finalizer runs before
+      // the backend's connections are closed (they were opened in the same scope, earlier).
+      let cleaned = spec.keep
+      const cleanup = Effect.suspend(() => {
+        if (cleaned) return Effect.void
+        cleaned = true
+        return harness.cleanup.pipe(
+          Effect.timeout("30 seconds"),
+          Effect.catchAll((cause) =>
+            Effect.sync(() => io.err(`warning: cleanup failed: ${messageOf(cause)}`))
+          )
+        )
+      })
+      yield* Effect.addFinalizer((exit) =>
+        Exit.isInterrupted(exit)
+          ? Effect.sync(() =>
+              io.err(`effect-batchflow bench: interrupted${spec.keep ? ` (--keep: ${spec.table} kept)` : ""}`)
+            ).pipe(Effect.zipRight(cleanup))
+          : cleanup
+      )
       if (spec.metricsPort !== undefined) {
         const address = yield* Metrics.serve(spec.metricsPort)
         harness = { ...harness, flowLayer: Metrics.observe(harness.flowLayer, spec.backend) }
@@ -140,13 +167,7 @@ export const run = (spec: BenchSpec, io: Io, tamper: Tamper | undefined): Effect
         if (r % 2 === 0) steps.reverse()
         for (const step of steps) yield* step.pipe(Effect.flatMap(record(label)))
       }
-      if (!spec.keep) {
-        yield* harness.cleanup.pipe(
-          Effect.catchAll((cause) =>
-            Effect.sync(() => io.err(`warning: cleanup failed: ${messageOf(cause)}`))
-          )
-        )
-      }
+      yield* cleanup
       const descriptions: Record<string, string> = {}
       descriptions.BatchFlow = harness.flowDescription
       for (const b of harness.baselines) descriptions[b.name] = b.description

@@ -20,13 +20,19 @@ import {
   backendNames,
   conflictNames,
   defaults,
+  defaultTable,
   defaultUrls,
   flowOptions,
   parseDuration,
   urlVariables
 } from "./workload.js"
 
-/** Integers are parsed by `toSpec`, so that a bad value is reported with the flag's name. */
+/**
+ * Integers are parsed by `toSpec`, so that a bad value is reported with the flag's name
+ * (`Options.integer`'s own error does not name it). The help shows the pseudo-name `integer` and the
+ * flag's own description only: `main` drops the type's generic sentence ("A user-defined piece of
+ * text.") that @effect/cli puts before every option's description.
+ */
 const integer = (name: string) => Options.text(name).pipe(Options.withPseudoName("integer"))
 
 const flags = {
@@ -56,6 +62,7 @@ const flags = {
     )
   ),
   flushInterval: Options.text("flush-interval").pipe(
+    Options.withPseudoName("duration"),
     Options.withDefault("50ms"),
     Options.withDescription(
       "Longest wait of a partial batch (flushInterval): 50ms, 100 millis, 1s … Default 50ms."
@@ -81,6 +88,7 @@ const flags = {
     )
   ),
   url: Options.text("url").pipe(
+    Options.withPseudoName("url"),
     Options.optional,
     Options.withDescription(
       `Connection URL. Defaults: pg ${urlVariables.pg} or ${defaultUrls.pg}; mysql ${urlVariables.mysql} or ${defaultUrls.mysql}; redis ${urlVariables.redis} or ${defaultUrls.redis}. For sqlite, a file path instead of the temporary file.`
@@ -104,6 +112,7 @@ const flags = {
     )
   ),
   report: Options.text("report").pipe(
+    Options.withPseudoName("file"),
     Options.repeated,
     Options.withDescription(
       "Write the figures to a file: out.json (JSON) or out.md (Markdown). May be repeated."
@@ -121,9 +130,10 @@ const flags = {
     )
   ),
   table: Options.text("table").pipe(
-    Options.withDefault(defaults.table),
+    Options.withPseudoName("name"),
+    Options.optional,
     Options.withDescription(
-      `The bench's own table (SQL; dropped and recreated before every run; default ${defaults.table}), or key prefix (Redis; default keys ${defaults.redisPrefix}:<id>).`
+      `The bench's own table (SQL; dropped and recreated before every run, dropped at the end unless --keep), or key prefix (Redis; keys <prefix>:<id>). Default ${defaults.tablePrefix}_<user>_<pid> (Redis ${defaults.redisPrefix}_<user>_<pid>): the OS user and the process id, so that two benches on one server never touch each other's table. Never name a table of your own.`
     )
   ),
   keep: Options.boolean("keep").pipe(
@@ -159,7 +169,7 @@ export interface Flags {
   readonly report: ReadonlyArray<string>
   readonly sampleEvery: string
   readonly submitAll: boolean
-  readonly table: string
+  readonly table: Option.Option<string>
   readonly keep: boolean
   readonly metricsPort: Option.Option<string>
 }
@@ -180,13 +190,19 @@ const configFlag: Record<string, string> = {
 export const toSpec = (flags: Flags): Effect.Effect<BenchSpec, ReadonlyArray<string>> =>
   Effect.gen(function* () {
     const problems: Array<string> = []
-    const int = (flag: string, text: string, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+    /** The flag's value, or `undefined` (and a problem) when it is not an integer in range. */
+    const int = (
+      flag: string,
+      text: string,
+      min: number,
+      max = Number.MAX_SAFE_INTEGER
+    ): number | undefined => {
       const value = /^\s*\d+\s*$/.test(text) ? Number(text) : Number.NaN
       if (!(Number.isSafeInteger(value) && value >= min && value <= max)) {
         problems.push(
           `${flag} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max}`} (got ${JSON.stringify(text)})`
         )
-        return min
+        return undefined
       }
       return value
     }
@@ -218,14 +234,17 @@ export const toSpec = (flags: Flags): Effect.Effect<BenchSpec, ReadonlyArray<str
     const runs = int("--runs", flags.runs, 1)
     const sampleEvery = int("--sample-every", flags.sampleEvery, 0)
     const warmup = Option.match(flags.warmup, {
-      onNone: () => Math.min(20_000, Math.ceil(rows / 10)),
+      onNone: () => (rows === undefined ? undefined : Math.min(20_000, Math.ceil(rows / 10))),
       onSome: (text) => int("--warmup", text, 0)
     })
     const metricsPort = Option.match(flags.metricsPort, {
       onNone: () => undefined,
       onSome: (text) => int("--metrics-port", text, 0, 65_535)
     })
-    if (producers > rows) problems.push(`--producers (${producers}) must not exceed --rows (${rows})`)
+    // Checks across flags only compare values that parsed: a bad flag is reported once, by itself.
+    if (producers !== undefined && rows !== undefined && producers > rows) {
+      problems.push(`--producers (${producers}) must not exceed --rows (${rows})`)
+    }
     const flushInterval = parseDuration(flags.flushInterval)
     if (flushInterval === undefined || Duration.toMillis(flushInterval) <= 0) {
       problems.push(
@@ -262,9 +281,10 @@ export const toSpec = (flags: Flags): Effect.Effect<BenchSpec, ReadonlyArray<str
         problems.push(`--url for sqlite must be a file path (got ${JSON.stringify(url)})`)
       }
     }
-    if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(flags.table)) {
+    const table = Option.getOrElse(flags.table, () => defaultTable(backend ?? "sqlite"))
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(table)) {
       problems.push(
-        `--table must be a plain identifier: a letter or _, then letters, digits or _ (got ${JSON.stringify(flags.table)})`
+        `--table must be a plain identifier: a letter or _, then letters, digits or _ (got ${JSON.stringify(table)})`
       )
     }
     for (const path of flags.report) {
@@ -275,15 +295,31 @@ export const toSpec = (flags: Flags): Effect.Effect<BenchSpec, ReadonlyArray<str
         problems.push(`--report ${path}: the folder ${dirname(resolve(path))} does not exist`)
       }
     }
+    if (
+      problems.length > 0 ||
+      backend === undefined ||
+      conflict === undefined ||
+      rows === undefined ||
+      producers === undefined ||
+      flushSize === undefined ||
+      flushInterval === undefined ||
+      concurrency === undefined ||
+      bufferSize === undefined ||
+      runs === undefined ||
+      sampleEvery === undefined ||
+      warmup === undefined
+    ) {
+      return yield* Effect.fail(problems)
+    }
     const spec: BenchSpec = {
-      backend: backend ?? "sqlite",
+      backend,
       rows,
       producers,
       flushSize,
-      flushInterval: flushInterval ?? Duration.millis(50),
+      flushInterval,
       concurrency,
       bufferSize,
-      conflict: conflict ?? defaults.conflict,
+      conflict,
       url,
       runs,
       warmup: Math.min(warmup, rows),
@@ -291,19 +327,16 @@ export const toSpec = (flags: Flags): Effect.Effect<BenchSpec, ReadonlyArray<str
       reports: flags.report,
       sampleEvery,
       submitAll: flags.submitAll,
-      table: flags.table,
+      table,
       keep: flags.keep,
       metricsPort
     }
-    if (problems.length === 0) {
-      // The engine's own checks (e.g. buffer ≥ flushSize), named by flag.
-      const checked = yield* Effect.either(BatchFlowConfig.make(flowOptions(spec)))
-      if (checked._tag === "Left") {
-        const e = checked.left
-        problems.push(`${configFlag[e.field] ?? e.field} must be ${e.expected} (got ${e.value})`)
-      }
+    // The engine's own checks (e.g. buffer ≥ flushSize), named by flag.
+    const checked = yield* Effect.either(BatchFlowConfig.make(flowOptions(spec)))
+    if (checked._tag === "Left") {
+      const e = checked.left
+      return yield* Effect.fail([`${configFlag[e.field] ?? e.field} must be ${e.expected} (got ${e.value})`])
     }
-    if (problems.length > 0) return yield* Effect.fail(problems)
     return spec
   })
 
@@ -332,6 +365,6 @@ export const bench = (io: Bench.Io, onExit: (code: number) => void) =>
     })
   ).pipe(
     Command.withDescription(
-      "Runs the W1 workload (one table, per-row submit from several producers) on a backend and reports rows/s, submit→commit latency, peak RSS, retries, failures and an integrity check; with --baseline, the raw driver on the same rows and the ratio. --backend noop runs W0 (the engine alone)."
+      `Runs the W1 workload (one table, per-row submit from several producers) on a backend and reports rows/s, submit→commit latency, peak RSS, retries, failures and an integrity check; with --baseline, the raw driver on the same rows and the ratio. --backend noop runs W0 (the engine alone). It writes only to its own table (--table, default ${defaults.tablePrefix}_<user>_<pid>), which it drops at the end, also when interrupted (Ctrl-C), unless --keep.`
     )
   )

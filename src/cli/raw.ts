@@ -9,13 +9,15 @@ import * as Turns from "./turns.js"
 import { type BenchRow, makeRow, shareOf } from "./workload.js"
 
 /**
- * Rows written so far by a baseline, read by the progress line.
+ * Rows written so far by a baseline, read by the progress line; and the stop flag, set when the run
+ * is interrupted (Ctrl-C), after which the batch loop starts no new batch.
  *
  * @since 0.1.0
  * @category models
  */
 export interface Counter {
   committed: number
+  stopped?: boolean
 }
 
 /**
@@ -50,7 +52,7 @@ export const inBatches = async (
   let next = 1
   const turns = Turns.start()
   const worker = async () => {
-    while (next <= rows) {
+    while (next <= rows && counter.stopped !== true) {
       const first = next
       const last = Math.min(first + batchSize - 1, rows)
       next = last + 1

@@ -21,7 +21,7 @@ import {
   tamperedIds
 } from "./harness.js"
 import { type Baseline, inBatches } from "./raw.js"
-import { type BenchSpec, defaults, defaultUrls, flowOptions, urlVariables } from "./workload.js"
+import { type BenchSpec, defaultUrls, flowOptions, urlVariables } from "./workload.js"
 
 const userOf = (id: number) => `user-${id}`
 
@@ -66,7 +66,7 @@ const baselines = (spec: BenchSpec, redis: IORedis, keyOf: (id: number) => strin
 export const make: MakeHarness = (spec) =>
   Effect.gen(function* () {
     const url = spec.url ?? process.env[urlVariables.redis] ?? defaultUrls.redis
-    const prefix = spec.table === defaults.table ? defaults.redisPrefix : spec.table
+    const prefix = spec.table
     const pattern = `${prefix}:*`
     const keyOf = (id: number) => `${prefix}:${id}`
     const fail = (cause: unknown) =>

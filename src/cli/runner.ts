@@ -234,11 +234,26 @@ export const runBaseline = (
 ): Effect.Effect<RunResult, RunError> =>
   Effect.gen(function* () {
     yield* ctx.harness.reset
-    const counter: Counter = { committed: 0 }
+    const counter: Counter = { committed: 0, stopped: false }
     const progress = Progress.start(label, rows, () => ({ committed: counter.committed }), ctx.progress)
     const began = performance.now()
+    let running: Promise<void> = Promise.resolve()
     const done = yield* Effect.exit(
-      Effect.tryPromise(() => baseline.run(rows, counter)).pipe(
+      Effect.tryPromise(() => {
+        running = baseline.run(rows, counter)
+        return running
+      }).pipe(
+        // Interrupted (Ctrl-C): start no new batch and wait for the batches in flight, so that
+        // nothing writes to the table any more when the bench drops it.
+        Effect.onInterrupt(() =>
+          Effect.promise(() => {
+            counter.stopped = true
+            return running.then(
+              () => undefined,
+              () => undefined
+            )
+          })
+        ),
         Effect.ensuring(Effect.sync(() => progress.stop()))
       )
     )

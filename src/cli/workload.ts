@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import { userInfo } from "node:os"
 import * as Duration from "effect/Duration"
 import * as Schema from "effect/Schema"
 import type * as BatchFlowConfig from "../BatchFlowConfig.js"
@@ -144,9 +145,48 @@ export const defaults = {
   conflict: "ignore" as ConflictName,
   runs: 1,
   sampleEvery: 1000,
-  table: "batchflow_bench_events",
+  /** The default SQL table is `batchflow_bench_<user>_<pid>` (see `defaultTable`). */
+  tablePrefix: "batchflow_bench",
+  /** The default Redis key prefix is `bench_<user>_<pid>` (keys `bench_<user>_<pid>:<id>`). */
   redisPrefix: "bench"
 } as const
+
+/**
+ * The OS user name as an identifier part: lower case, letters, digits and `_` only, at most 24
+ * characters; `user` when there is none (no passwd entry and no `USER`).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const userTag = (): string => {
+  let name: string | undefined
+  try {
+    name = userInfo().username
+  } catch {
+    name = undefined
+  }
+  name ||= process.env.USER || process.env.LOGNAME || process.env.USERNAME || ""
+  const tag = name
+    .toLowerCase()
+    .replace(/[^a-z0-9_]+/g, "_")
+    .replace(/^_+|_+$/g, "")
+    .slice(0, 24)
+  return tag === "" ? "user" : tag
+}
+
+/**
+ * The table (SQL) or key prefix (Redis) of a run when `--table` is not given: unique per user and
+ * per process (`batchflow_bench_<user>_<pid>`, Redis `bench_<user>_<pid>`), so that two benches on
+ * one server never write to, reset or drop each other's table.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const defaultTable = (
+  backend: BackendName,
+  user: string = userTag(),
+  pid: number = process.pid
+): string => `${backend === "redis" ? defaults.redisPrefix : defaults.tablePrefix}_${user}_${pid}`
 
 /**
  * The default connection URLs (loopback test servers), overridden by `--url` or the
