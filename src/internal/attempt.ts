@@ -60,6 +60,22 @@ export class Attempts {
   }
 
   /**
+   * Retries of one target take one of these permits before a concurrency permit: at most half of
+   * `concurrency` (at least 1) per target, so that a target that keeps failing leaves permits to the
+   * others' first attempts.
+   */
+  private readonly retrying = new Map<Target.Any, Effect.Semaphore>()
+
+  private retryPermits(target: Target.Any): Effect.Semaphore {
+    let semaphore = this.retrying.get(target)
+    if (semaphore === undefined) {
+      semaphore = Effect.unsafeMakeSemaphore(Math.max(1, this.config.concurrency >> 1))
+      this.retrying.set(target, semaphore)
+    }
+    return semaphore
+  }
+
+  /**
    * How an attempt's error is treated for this part: an error that leaves the outcome unknown marks
    * the part as maybe written, and is final unless the target's writes are idempotent.
    */
@@ -70,8 +86,11 @@ export class Attempts {
     return target.idempotentWrites ? classification : unknownOutcomeReason
   }
 
-  /** All attempts of one part: retry per the schedule, each attempt under the timeout. */
-  run(target: Target.Any, part: Part): Effect.Effect<void | Partial, Classified> {
+  /**
+   * All attempts of one part: retry per the schedule, each attempt under the timeout. `onBackoff` is
+   * called when an attempt failed and another will follow, before the backoff sleep.
+   */
+  run(target: Target.Any, part: Part, onBackoff: () => void): Effect.Effect<void | Partial, Classified> {
     const timeoutMillis = Duration.toMillis(this.config.timeout)
     const deadline = {
       timeout: this.config.timeout,
@@ -99,10 +118,12 @@ export class Attempts {
     let last: Classified | undefined
     // One span per attempt, a child of the flush span; a permit per attempt, so that a part
     // backing off between attempts leaves its permit to other targets' groups.
-    const permit = this.semaphore.withPermits(1)
+    const first = this.semaphore.withPermits(1)(attemptOnce)
+    const retry = Effect.suspend(() => this.retryPermits(target).withPermits(1)(first))
+    const permit = Effect.suspend(() => (part.attempts === 0 ? first : retry))
     const traced = Effect.suspend(() =>
       Effect.withSpan(
-        Effect.onExit(permit(attemptOnce), (exit) =>
+        Effect.onExit(permit, (exit) =>
           Effect.annotateCurrentSpan(
             this.attemptOutcome(target, part, exit, (classified) => {
               last = classified
@@ -134,6 +155,7 @@ export class Attempts {
         if (final && part.maybeWritten && classification.rowLevel !== true)
           classification = unknownOutcomeReason
         this.observer.attemptFailed(target.name, classification.reason, final)
+        if (!final) onBackoff()
         return Effect.fail<Classified>({ error: failure.value, classification })
       }
       const defect = Option.map(Cause.dieOption(cause), Cause.originalError)

@@ -39,11 +39,18 @@ export const closeTimeoutMessage = (closeTimeout: Duration.Duration, what: "batc
  */
 export const drainWorkers = (
   workers: ReadonlyArray<Fiber.RuntimeFiber<void>>,
+  /** The groups still writing once the workers are done (handed off to back off: see engine.ts). */
+  groupsDone: Effect.Effect<void>,
   closeTimeout: Duration.Duration,
-  reportUnfinished: (classification: Retry.Classification, error: unknown) => Effect.Effect<void>
+  reportUnfinished: (classification: Retry.Classification, error: unknown) => Effect.Effect<void>,
+  /** Stops what still writes, without waiting: the groups' fibers. */
+  stopGroups: Effect.Effect<void>
 ): Effect.Effect<void> =>
   Effect.gen(function* () {
-    const drained = yield* Fiber.await(Fiber.all(workers)).pipe(Effect.timeoutOption(closeTimeout))
+    const drained = yield* Fiber.await(Fiber.all(workers)).pipe(
+      Effect.tap((exit) => (Exit.isSuccess(exit) ? groupsDone : Effect.void)),
+      Effect.timeoutOption(closeTimeout)
+    )
     if (Option.isSome(drained) && Exit.isSuccess(drained.value)) return
     const reports = Option.isNone(drained)
       ? reportUnfinished(closeTimeoutReason, closeTimeoutMessage(closeTimeout, "rows"))
@@ -52,5 +59,6 @@ export const drainWorkers = (
           Cause.squash((drained.value as Exit.Failure<void, never>).cause)
         )
     for (const worker of workers) worker.unsafeInterruptAsFork(worker.id())
+    yield* stopGroups
     yield* reports
   })

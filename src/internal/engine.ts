@@ -21,6 +21,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Tracer from "effect/Tracer"
@@ -63,6 +64,9 @@ export class Engine {
   private space: Completion | undefined = undefined
   private readonly flushRequests: FlushRequests
   private readonly inFlight = new Set<Group>()
+  /** Rows of handed-off (retrying) groups not finished, per target; and submitters waiting on it. */
+  private readonly backlog = new Map<Target.Any, number>()
+  private readonly backlogSpace = new Map<Target.Any, Completion>()
   /** Completed once closing has drained the flow and ended the failures stream. */
   private readonly done = new Completion()
   private readonly keys = new KeyOrdering()
@@ -187,6 +191,12 @@ export class Engine {
     waitingSince?: number
   ): Effect.Effect<void, BatchFlowClosed> {
     if (this.closing) return this.rejectClosed(target)
+    if (this.backlog.size !== 0 && (this.backlog.get(target) ?? 0) >= this.config.bufferSize) {
+      return Effect.zipRight(
+        this.awaitBacklog(target),
+        Effect.suspend(() => this.enqueue(target, row, ack, span, waitingSince))
+      )
+    }
     const buffer = this.buffer
     if (buffer.size >= buffer.capacity) {
       const since = waitingSince ?? this.clock.unsafeCurrentTimeMillis()
@@ -224,6 +234,12 @@ export class Engine {
     span: Tracer.AnySpan | undefined
   ): Effect.Effect<void, BatchFlowClosed> {
     if (this.closing) return this.rejectClosed(target)
+    if (this.backlog.size !== 0 && (this.backlog.get(target) ?? 0) >= this.config.bufferSize) {
+      return Effect.zipRight(
+        this.awaitBacklog(target),
+        Effect.suspend(() => this.enqueueAll(target, rows, from, span))
+      )
+    }
     const free = this.buffer.free
     const remaining = rows.length - from
     const piece = remaining <= this.config.bufferSize ? remaining : Math.max(free, 0)
@@ -369,7 +385,7 @@ export class Engine {
     const groups = this.take(n, trigger, now, links)
     const failed = () => groups.some((group) => group.failed)
     return Effect.zipRight(
-      this.runBatch(groups, restore),
+      Effect.flatMap(Effect.runtime<never>(), (runtime) => restore(this.runBatch(groups, runtime))),
       Effect.suspend(() => Effect.annotateCurrentSpan("batchflow.outcome", failed() ? "failure" : "success"))
     ).pipe(
       Effect.withSpan("BatchFlow.flush", {
@@ -378,33 +394,86 @@ export class Engine {
         captureStackTrace: false
       }),
       Effect.ensuring(
-        Effect.sync(() =>
-          this.observer.batchFinished({
-            trigger,
-            rows: n,
-            groups: groups.length,
-            durationMillis: this.clock.unsafeCurrentTimeMillis() - now,
-            failed: failed()
-          })
-        )
+        Effect.suspend(() => {
+          const finished = Effect.sync(() =>
+            this.observer.batchFinished({
+              trigger,
+              rows: n,
+              groups: groups.length,
+              durationMillis: this.clock.unsafeCurrentTimeMillis() - now,
+              failed: failed()
+            })
+          )
+          // A group that handed off to back off is still writing: the batch is finished with it.
+          return groups.every((group) => group.done.isDone)
+            ? finished
+            : Effect.asVoid(Effect.forkDaemon(Effect.zipRight(awaitGroups(groups), finished)))
+        })
       )
     )
   }
 
   /**
-   * Writes one flush's groups: one executor call per group, the groups of different targets at once.
-   * Called in an uninterruptible region with `restore`, so that once rows are taken off the buffer,
-   * each group is settled (committed or reported) even if the worker is interrupted.
+   * Writes one flush's groups: one fiber per group, each started at once (`Runtime.runFork` runs it
+   * synchronously, so a group whose executor answers synchronously is done before it returns). The
+   * worker waits for each group to finish, or to hand off: a group about to back off before a retry
+   * goes on in its own fiber while the worker takes the next batch, so that a failing target's
+   * retries never hold the workers (and so the other targets). Once taken, each group is settled
+   * (committed or reported) whatever happens to the worker: its fiber is its own.
    */
-  private runBatch(groups: ReadonlyArray<Group>, restore: Restore): Effect.Effect<void> {
-    if (groups.length === 0) return Effect.void
-    if (groups.length === 1) return this.runGroup(groups[0]!, restore)
-    // Several targets: one fiber per group. The wait is interruptible (a close timeout interrupts the
-    // worker here) and interrupting it interrupts the groups, whose own handlers report their rows.
-    return Effect.flatMap(
-      Effect.forEach(groups, (group) => Effect.fork(this.runGroup(group, restore))),
-      (fibers) => restore(Fiber.joinAll(fibers)).pipe(Effect.onInterrupt(() => Fiber.interruptAll(fibers)))
-    )
+  private runBatch(groups: ReadonlyArray<Group>, runtime: Runtime.Runtime<never>): Effect.Effect<void> {
+    let pending: Array<Group> | undefined
+    for (const group of groups) {
+      // The runtime was taken inside the worker's uninterruptible region: the group's fiber starts
+      // interruptible again, so that the close deadline can stop it.
+      group.fiber = Runtime.runFork(runtime)(
+        Effect.interruptible(Effect.uninterruptibleMask((restore) => this.runGroup(group, restore)))
+      )
+      if (!group.released.isDone) (pending ??= []).push(group)
+    }
+    return pending === undefined
+      ? Effect.void
+      : Effect.forEach(pending, (g) => g.released.await, { discard: true })
+  }
+
+  /**
+   * A group about to back off before a retry releases its worker (see `runBatch`). Its rows count
+   * against its target's backlog until it finishes: past `bufferSize` rows, submits to that target
+   * wait (`enqueue`), so a target that keeps failing cannot grow without bound, and the others go on.
+   */
+  private handOff(group: Group): void {
+    if (group.released.isDone) return
+    group.handedOff = true
+    const target = group.target
+    this.backlog.set(target, (this.backlog.get(target) ?? 0) + group.rows.length)
+    group.released.unsafeDone(Exit.void)
+  }
+
+  private backlogDone(group: Group): void {
+    if (!group.handedOff) return
+    const target = group.target
+    const left = (this.backlog.get(target) ?? 0) - group.rows.length
+    if (left > 0) this.backlog.set(target, left)
+    else this.backlog.delete(target)
+    if (left < this.config.bufferSize) {
+      const waiting = this.backlogSpace.get(target)
+      if (waiting !== undefined) {
+        this.backlogSpace.delete(target)
+        waiting.unsafeDone(Exit.void)
+      }
+    }
+  }
+
+  /** Waits until `target`'s backlog of retrying rows is under `bufferSize` again. */
+  private awaitBacklog(target: Target.Any): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      let waiting = this.backlogSpace.get(target)
+      if (waiting === undefined) {
+        waiting = new Completion()
+        this.backlogSpace.set(target, waiting)
+      }
+      return waiting.await
+    })
   }
 
   /** A group of the batch just taken: ordered after earlier same-key groups, and counted in flight. */
@@ -473,7 +542,7 @@ export class Engine {
   private runPart(group: Group, part: Part): Effect.Effect<void> {
     return Effect.suspend(() => {
       group.open.add(part)
-      return Effect.either(this.attempts.run(group.target, part))
+      return Effect.either(this.attempts.run(group.target, part, () => this.handOff(group)))
     }).pipe(
       Effect.flatMap((outcome) => {
         group.open.delete(part)
@@ -503,6 +572,8 @@ export class Engine {
   private finish(group: Group): void {
     this.keys.finish(group)
     this.inFlight.delete(group)
+    this.backlogDone(group)
+    group.released.unsafeDone(Exit.void)
     group.done.unsafeDone(Exit.void)
     this.observer.depth(this.size, this.inFlight.size)
   }
@@ -535,8 +606,20 @@ export class Engine {
    * then answers pending flushes, ends the failures stream and completes `done`.
    */
   private readonly shutdown: Effect.Effect<void> = Effect.gen(this, function* () {
-    yield* drainWorkers(this.workers, this.config.closeTimeout, (classification, error) =>
-      this.reportUnfinished(classification, error)
+    yield* drainWorkers(
+      this.workers,
+      Effect.suspend(() => awaitGroups(Array.from(this.inFlight))),
+      this.config.closeTimeout,
+      (classification, error) => this.reportUnfinished(classification, error),
+      Effect.suspend(() =>
+        Effect.forEach(
+          this.inFlight,
+          (group) => (group.fiber === undefined ? Effect.void : Fiber.interruptFork(group.fiber)),
+          {
+            discard: true
+          }
+        )
+      )
     )
     this.flushRequests.endAll()
     yield* this.failureBox.end

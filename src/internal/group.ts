@@ -3,6 +3,7 @@
  * in, plus the shape in which a failure travels from the retry schedule to settlement. Built and
  * sliced per batch, never per row.
  */
+import type * as Fiber from "effect/Fiber"
 import type { BatchFailure } from "../BatchFlowError.js"
 import type * as Retry from "../Retry.js"
 import type * as Target from "../Target.js"
@@ -81,6 +82,12 @@ export interface Group extends Part {
   readonly open: Set<Part>
   /** Whether an executor call of this group failed or returned a Partial, or rows were reported unrun. */
   failed: boolean
+  /** Completed when the group finishes or hands off to back off (its worker may go on then). */
+  readonly released: Completion
+  /** Whether it handed off: its rows count in its target's backlog until it finishes. */
+  handedOff: boolean
+  /** The fiber writing it. */
+  fiber: Fiber.RuntimeFiber<void> | undefined
 }
 
 /** @internal */
@@ -102,7 +109,10 @@ export const makeGroup = (
     maybeWritten: false,
     settled: undefined,
     open: new Set(),
-    failed: false
+    failed: false,
+    released: new Completion(),
+    handedOff: false,
+    fiber: undefined
   }
   // Open from the start: a group interrupted while it waits for an earlier same-key group is
   // still reported.
