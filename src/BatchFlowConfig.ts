@@ -18,8 +18,19 @@ import { BatchFlowConfigError } from "./BatchFlowError.js"
  * @category models
  */
 export interface RetryOptions {
-  /** Attempts per batch, including the first. `1` disables retry. Default 3; range ≥ 1. */
+  /**
+   * Attempts per batch, including the first. `1` disables retry. Default 20; range ≥ 1. With the
+   * default backoff, 20 attempts span about 30 s, so `maxElapsed` is usually the limit that ends
+   * them.
+   */
   readonly maxAttempts: number
+  /**
+   * How long a batch keeps being retried, from its first failure: no retry starts past it. Default
+   * 30 s, long enough for a database restart (3 attempts, the former default, spanned ≈ 60 ms of
+   * backoff; the OpenTelemetry Collector retries for 5 minutes, Kafka's producer for 2); > 0 or
+   * infinity.
+   */
+  readonly maxElapsed: Duration.Duration
   /** The first backoff delay. Default 20 ms; must be > 0. */
   readonly backoffBase: Duration.Duration
   /** The largest backoff delay, jitter included. Default 2 s; must be ≥ backoffBase. */
@@ -102,6 +113,7 @@ export interface Options {
   readonly retry?:
     | {
         readonly maxAttempts?: number | undefined
+        readonly maxElapsed?: Duration.DurationInput | undefined
         readonly backoffBase?: Duration.DurationInput | undefined
         readonly maxBackoff?: Duration.DurationInput | undefined
         readonly jitter?: number | undefined
@@ -125,7 +137,8 @@ export const defaults: BatchFlowConfig = {
   flushInterval: Duration.millis(100),
   concurrency: 4,
   retry: {
-    maxAttempts: 3,
+    maxAttempts: 20,
+    maxElapsed: Duration.seconds(30),
     backoffBase: Duration.millis(20),
     maxBackoff: Duration.seconds(2),
     jitter: 0.2
@@ -201,6 +214,11 @@ export const make = (options: Options = {}): Effect.Effect<BatchFlowConfig, Batc
         `a duration ≥ retry.backoffBase (${Duration.format(backoffBase)})`
       )
     }
+    const maxElapsed = yield* duration(
+      "retry.maxElapsed",
+      retry.maxElapsed ?? defaults.retry.maxElapsed,
+      true
+    )
     const jitter = retry.jitter ?? defaults.retry.jitter
     if (!(jitter >= 0 && jitter <= 1)) return yield* invalid("retry.jitter", jitter, "a number from 0 to 1")
     const timeout = yield* duration("timeout", options.timeout ?? defaults.timeout, true)
@@ -237,7 +255,7 @@ export const make = (options: Options = {}): Effect.Effect<BatchFlowConfig, Batc
       flushSize,
       flushInterval,
       concurrency,
-      retry: { maxAttempts, backoffBase, maxBackoff, jitter },
+      retry: { maxAttempts, maxElapsed, backoffBase, maxBackoff, jitter },
       timeout,
       closeTimeout,
       failureBufferSize
@@ -270,6 +288,10 @@ export const config: Config.Config<Options> = Config.nested(
     concurrency: optional(Config.integer("CONCURRENCY"), "executor calls at once"),
     retry: Config.all({
       maxAttempts: optional(Config.integer("RETRY_MAX_ATTEMPTS"), "attempts per batch, including the first"),
+      maxElapsed: optional(
+        Config.duration("RETRY_MAX_ELAPSED"),
+        "how long a batch is retried, from its first failure"
+      ),
       backoffBase: optional(Config.duration("RETRY_BACKOFF_BASE"), "first backoff delay"),
       maxBackoff: optional(Config.duration("RETRY_MAX_BACKOFF"), "largest backoff delay"),
       jitter: optional(Config.number("RETRY_JITTER"), "relative jitter of each delay, 0-1")

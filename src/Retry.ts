@@ -138,5 +138,7 @@ export const schedule = (options: RetryOptions): Schedule.Schedule<unknown, Clas
     Schedule.jitteredWith({ min: 1 - options.jitter, max: 1 + options.jitter }),
     Schedule.modifyDelay((_, delay) => Duration.min(delay, options.maxBackoff)),
     Schedule.intersect(Schedule.recurs(options.maxAttempts - 1)),
+    (schedule) =>
+      Duration.isFinite(options.maxElapsed) ? Schedule.upTo(schedule, options.maxElapsed) : schedule,
     Schedule.whileInput((c: Classification) => c.retryable)
   )

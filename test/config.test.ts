@@ -33,7 +33,8 @@ describe("defaults", () => {
       expect(config.flushSize).toBe(500)
       expect(Duration.toMillis(config.flushInterval)).toBe(100)
       expect(config.concurrency).toBe(4)
-      expect(config.retry.maxAttempts).toBe(3)
+      expect(config.retry.maxAttempts).toBe(20)
+      expect(Duration.toMillis(config.retry.maxElapsed)).toBe(30_000)
       expect(Duration.toMillis(config.retry.backoffBase)).toBe(20)
       expect(Duration.toMillis(config.retry.maxBackoff)).toBe(2000)
       expect(config.retry.jitter).toBe(0.2)
@@ -61,6 +62,7 @@ describe("defaults", () => {
         expect(config.concurrency).toBe(4)
         expect(config.retry).toEqual({
           maxAttempts: 1,
+          maxElapsed: BatchFlowConfig.defaults.retry.maxElapsed,
           backoffBase: Duration.millis(5),
           maxBackoff: BatchFlowConfig.defaults.retry.maxBackoff,
           jitter: 0

@@ -162,6 +162,7 @@ describe("retry delays and attempt counts", () => {
     Effect.gen(function* () {
       const options: BatchFlowConfig.RetryOptions = {
         maxAttempts: 10,
+        maxElapsed: Duration.infinity,
         backoffBase: Duration.millis(100),
         maxBackoff: Duration.seconds(1),
         jitter: 0.5
@@ -187,10 +188,49 @@ describe("retry delays and attempt counts", () => {
     })
   )
 
+  it.effect(
+    "retries stop once maxElapsed has passed since the first failure, whatever maxAttempts allows",
+    () =>
+      Effect.gen(function* () {
+        const started: Array<number> = []
+        const executor = BatchExecutor.make(() =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) => {
+            started.push(now)
+            return Effect.fail(
+              new BatchFlowError.ExecutorError({ message: "down", retryable: true, reason: "connection" })
+            )
+          })
+        )
+        const { flow, close } = yield* startFlow(
+          {
+            flushSize: 1,
+            retry: {
+              maxAttempts: 1_000,
+              maxElapsed: "1 second",
+              backoffBase: "100 millis",
+              maxBackoff: "100 millis",
+              jitter: 0
+            }
+          },
+          executor
+        )
+        const writer = yield* Effect.fork(Effect.flip(flow.write(Items, item(1))))
+        yield* TestClock.adjust("1 minute")
+        const error = yield* Fiber.join(writer)
+        // A retry every 100 ms, none starting after 1 s from the first failure.
+        expect(started.length).toBeGreaterThanOrEqual(10)
+        expect(started.length).toBeLessThanOrEqual(12)
+        expect(Math.max(...started)).toBeLessThanOrEqual(1_100)
+        expect(error).toMatchObject({ _tag: "BatchFailure", reason: "connection", outcome: "failed" })
+        yield* close
+      })
+  )
+
   it.effect("the schedule stops at once on a non-retryable error and after maxAttempts", () =>
     Effect.gen(function* () {
       const schedule = Retry.schedule({
         maxAttempts: 5,
+        maxElapsed: Duration.infinity,
         backoffBase: Duration.millis(10),
         maxBackoff: Duration.millis(100),
         jitter: 0
