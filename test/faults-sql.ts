@@ -65,6 +65,30 @@ export const sqlFaults = (dialect: "pg" | "mysql", start: () => Promise<PrivateP
       }, 60_000)
     }
 
+    for (const conflict of ["ignore", "none"] as const) {
+      it(`a 5 s restart mid-flow with the default retry (conflict ${conflict}): every row written or, if in flight at the crash and not idempotent, unknown_outcome`, async () => {
+        const outcome = await check(
+          `5 s restart, defaults/${conflict}`,
+          {
+            table: `fault_restart_${conflict}`,
+            conflict,
+            rows: 3_000,
+            poolSize: 4,
+            flow: {},
+            startAt: 1_000,
+            fault: async () => {
+              await target.server.crash()
+              await sleep(5_000)
+              await target.server.start()
+            }
+          },
+          30_000
+        )
+        expect(outcome.failed).toBe(0)
+        if (conflict === "ignore") expect(outcome.unknownOutcome).toBe(0)
+      }, 90_000)
+    }
+
     it("connections cut mid-flow", async () => {
       await check(
         "cut",

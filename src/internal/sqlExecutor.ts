@@ -64,6 +64,14 @@ interface Runner {
    * `SET LOCAL statement_timeout` only lasts for a transaction).
    */
   readonly deadlineNeedsTransaction: boolean
+  /**
+   * Whether a single statement runs on a connection reserved first. For mysql2: its pool's own
+   * `query` takes a connection inside the call, so a failed connect (a server down behind a proxy
+   * resets the handshake) would look like a connection lost under the statement, an unknown
+   * outcome; reserved first, it is a failure to acquire, known not sent. And the wait for the
+   * connection then counts against the statement's deadline.
+   */
+  readonly reserveSingle: boolean
   /** What opens the transaction: `BEGIN`, and for PostgreSQL its deadline too. */
   readonly begin: (deadlineMillis: number) => string
 }
@@ -86,6 +94,7 @@ const pgRunner = (sql: SqlClient.SqlClient): Runner => ({
       ? sql.unsafe(statement.sql, statement.params).raw
       : conn.executeRaw(statement.sql, statement.params),
   deadlineNeedsTransaction: true,
+  reserveSingle: false,
   begin: (deadline) => {
     const ms = remaining(deadline)
     return Number.isFinite(ms) ? `BEGIN; SET LOCAL statement_timeout = ${ms}` : "BEGIN"
@@ -142,6 +151,7 @@ const mysqlRunner = (sql: SqlClient.SqlClient): Runner => {
         ? runOn(server, statement, deadline, conn)
         : Effect.flatMap(detect, (known) => runOn(known, statement, deadline, conn)),
     deadlineNeedsTransaction: false,
+    reserveSingle: true,
     begin: () => "BEGIN"
   }
 }
@@ -153,6 +163,7 @@ const sqliteRunner = (sql: SqlClient.SqlClient): Runner => ({
       ? sql.unsafe(statement.sql, statement.params).raw
       : conn.executeRaw(statement.sql, statement.params),
   deadlineNeedsTransaction: false,
+  reserveSingle: false,
   begin: () => "BEGIN"
 })
 
@@ -249,8 +260,13 @@ export const make = (
                     discard: true
                   })
               )
-            : // mysql2's pool takes its connection inside the call: the wait for it is not deducted.
-              Effect.suspend(() => Effect.asVoid(runner.run(statements[0]!, deadline, undefined))),
+            : runner.reserveSingle
+              ? Effect.scoped(
+                  Effect.flatMap(sql.reserve, (conn) =>
+                    Effect.asVoid(runner.run(statements[0]!, deadline, conn))
+                  )
+                )
+              : Effect.suspend(() => Effect.asVoid(runner.run(statements[0]!, deadline, undefined))),
           (error) =>
             describeSqlError(
               error,
