@@ -65,12 +65,23 @@ export class BatchFlowClosed extends Schema.TaggedError<BatchFlowClosed>()("Batc
  * - `extra`: the row has a field the target's schema does not declare.
  * - `wrong_type`: the value does not match the field's schema (type or refinement).
  * - `not_finite`: a number field holds `NaN`, `Infinity` or `-Infinity`.
+ * - `invalid_date`: a `Date` field holds an invalid date (`new Date("x")`): databases store NULL
+ *   or reject it, never the value meant.
+ * - `lone_surrogate`: a string field holds half of a UTF-16 surrogate pair: MariaDB, SQLite and
+ *   Redis would store U+FFFD instead, PostgreSQL rejects it.
  * - `not_an_object`: the row itself is not a plain object.
  *
  * @since 0.1.0
  * @category models
  */
-export type InvalidRowProblem = "missing" | "extra" | "wrong_type" | "not_finite" | "not_an_object"
+export type InvalidRowProblem =
+  | "missing"
+  | "extra"
+  | "wrong_type"
+  | "not_finite"
+  | "invalid_date"
+  | "lone_surrogate"
+  | "not_an_object"
 
 /**
  * A row was rejected at submit because it does not match its target's schema. Nothing was enqueued
@@ -83,7 +94,15 @@ export class InvalidRow extends Schema.TaggedError<InvalidRow>()("InvalidRow", {
   target: Schema.String,
   /** The first offending field (`""` when the row itself is not an object). */
   field: Schema.String,
-  problem: Schema.Literal("missing", "extra", "wrong_type", "not_finite", "not_an_object"),
+  problem: Schema.Literal(
+    "missing",
+    "extra",
+    "wrong_type",
+    "not_finite",
+    "invalid_date",
+    "lone_surrogate",
+    "not_an_object"
+  ),
   /**
    * What the schema expected and the type of the value given (`expected a string, got number`), never
    * the value itself. Only when the flow's `logRowValues` is on does it end with the value, as in
@@ -108,6 +127,8 @@ const problemText: Record<InvalidRowProblem, string> = {
   extra: "not declared by the schema",
   wrong_type: "of the wrong type",
   not_finite: "not a finite number",
+  invalid_date: "an invalid date",
+  lone_surrogate: "a string with a lone UTF-16 surrogate",
   not_an_object: "not an object"
 }
 

@@ -94,6 +94,37 @@ describe("InvalidRow names the field and the problem", () => {
     expect(Loose.validate({ payload: 1 })).toBeUndefined()
   })
 
+  it("an invalid Date is reported as invalid_date, in a Date field and in a field typed Unknown", () => {
+    const Events = Target.make("events", {
+      schema: Schema.Struct({ at: Schema.DateFromSelf, extra: Schema.Unknown })
+    })
+    expect(Events.validate({ at: new Date("not a date"), extra: 1 })).toMatchObject({
+      field: "at",
+      problem: "invalid_date"
+    })
+    expect(Events.validate({ at: new Date(0), extra: new Date(Number.NaN) })).toMatchObject({
+      field: "extra",
+      problem: "invalid_date"
+    })
+    expect(Events.validate({ at: new Date(0), extra: new Date(1) })).toBeUndefined()
+  })
+
+  it("a string with a lone UTF-16 surrogate is reported as lone_surrogate; pairs (emoji) are fine", () => {
+    const Notes = Target.make("notes", {
+      schema: Schema.Struct({ text: Schema.String, tag: Schema.optional(Schema.String) })
+    })
+    expect(Notes.validate({ text: "half \uD83D of an emoji" })).toMatchObject({
+      field: "text",
+      problem: "lone_surrogate"
+    })
+    expect(Notes.validate({ text: "ok", tag: "\uDE00" })).toMatchObject({
+      field: "tag",
+      problem: "lone_surrogate"
+    })
+    expect(Notes.validate({ text: "a whole emoji: \uD83D\uDE00" })).toBeUndefined()
+    expect(rejected({ id: 1, name: "\uD800", active: true }).message).toContain("lone UTF-16 surrogate")
+  })
+
   it("null, arrays, strings and numbers are reported as not_an_object with an empty field", () => {
     const cases: ReadonlyArray<readonly [unknown, string]> = [
       [null, "null"],

@@ -26,12 +26,27 @@ type Check = (value: unknown) => boolean
 
 const parseOptions: AST.ParseOptions = {}
 
+/**
+ * Values no sink stores as given, whatever the schema says, rejected in every field: non-finite
+ * numbers, invalid dates, strings with a lone UTF-16 surrogate (see `badValueField`). `true` when the
+ * value is none of them.
+ */
+const storable = (v: unknown): boolean =>
+  typeof v === "number"
+    ? Number.isFinite(v)
+    : typeof v === "string"
+      ? isWellFormed(v)
+      : !(v instanceof Date) || !Number.isNaN(v.getTime())
+
+/** `String.prototype.isWellFormed` (Node 20): false when a surrogate has no partner. */
+const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed: () => boolean }).isWellFormed()
+
 const compileField = (ast: AST.AST): Check => {
   switch (ast._tag) {
     case "StringKeyword":
-      return (v) => typeof v === "string"
+      return (v) => typeof v === "string" && isWellFormed(v)
     case "NumberKeyword":
-      // Non-finite numbers are rejected for every field (see `nonFiniteField`), so the fast path
+      // Non-finite numbers are rejected for every field (see `badValueField`), so the fast path
       // accepts finite numbers only and leaves NaN/Infinity to the slow path.
       return (v) => typeof v === "number" && Number.isFinite(v)
     case "BooleanKeyword":
@@ -46,7 +61,7 @@ const compileField = (ast: AST.AST): Check => {
       return (v) => v === undefined
     case "UnknownKeyword":
     case "AnyKeyword":
-      return (v) => typeof v !== "number" || Number.isFinite(v)
+      return storable
     case "Union": {
       const members = ast.types.map(compileField)
       return (v) => {
@@ -61,7 +76,7 @@ const compileField = (ast: AST.AST): Check => {
     }
     default: {
       const is = Schema.is(Schema.make(ast), { onExcessProperty: "error" })
-      return (v) => (typeof v !== "number" || Number.isFinite(v)) && is(v)
+      return (v) => storable(v) && is(v)
     }
   }
 }
@@ -87,7 +102,7 @@ const compileFast = (ast: AST.AST): ((row: unknown) => boolean) => {
   const fields = compileStruct(ast)
   if (fields === undefined) {
     const is = Schema.is(Schema.make(ast), { onExcessProperty: "error" })
-    return (row) => !Array.isArray(row) && is(withoutSymbols(row)) && nonFiniteField(row) === undefined
+    return (row) => !Array.isArray(row) && is(withoutSymbols(row)) && badValueField(row) === undefined
   }
   const count = fields.length
   return (row) => {
@@ -121,10 +136,18 @@ const withoutSymbols = (row: unknown): unknown => {
   return copy
 }
 
-const nonFiniteField = (row: unknown): string | undefined => {
+/** The first top-level field whose value no sink stores as given, and why (see `storable`). */
+const badValueField = (
+  row: unknown
+): { readonly field: string; readonly problem: InvalidRowProblem; readonly detail: string } | undefined => {
   if (typeof row !== "object" || row === null) return undefined
-  for (const [key, value] of Object.entries(row)) {
-    if (typeof value === "number" && !Number.isFinite(value)) return key
+  for (const [field, value] of Object.entries(row)) {
+    if (storable(value)) continue
+    return typeof value === "number"
+      ? { field, problem: "not_finite", detail: "got a non-finite number" }
+      : typeof value === "string"
+        ? { field, problem: "lone_surrogate", detail: "got a string that is not well-formed UTF-16" }
+        : { field, problem: "invalid_date", detail: "got an invalid Date" }
   }
   return undefined
 }
@@ -245,17 +268,11 @@ export const makeValidator = (target: string, schema: Schema.Schema.AnyNoContext
         { value: row }
       )
     }
-    const nonFinite = nonFiniteField(row)
-    if (nonFinite !== undefined) {
-      return reject(
-        new InvalidRow({
-          target,
-          field: nonFinite,
-          problem: "not_finite",
-          detail: "got a non-finite number"
-        }),
-        { value: (row as Record<string, unknown>)[nonFinite] }
-      )
+    const bad = badValueField(row)
+    if (bad !== undefined) {
+      return reject(new InvalidRow({ target, field: bad.field, problem: bad.problem, detail: bad.detail }), {
+        value: (row as Record<string, unknown>)[bad.field]
+      })
     }
     const result = slow(withoutSymbols(row))
     if (result._tag === "Right") return undefined
@@ -310,13 +327,13 @@ export const withValue = (invalid: InvalidRow, redaction: Redaction): InvalidRow
 }
 
 /**
- * The slow path alone (Schema plus the non-finite rule), for tests that compare verdicts.
+ * The slow path alone (Schema plus the storable-value rule), for tests that compare verdicts.
  *
  * @internal
  */
 export const makeReferenceValidator = (schema: Schema.Schema.AnyNoContext): ((row: unknown) => boolean) => {
   const is = Schema.is(Schema.make(AST.typeAST(schema.ast)), { onExcessProperty: "error" })
-  return (row) => !Array.isArray(row) && is(withoutSymbols(row)) && nonFiniteField(row) === undefined
+  return (row) => !Array.isArray(row) && is(withoutSymbols(row)) && badValueField(row) === undefined
 }
 
 /** @internal */
