@@ -25,7 +25,9 @@ const executor = BatchExecutor.make((target) =>
   Effect.zipRight(
     Effect.sleep(callMillis),
     target === Failing
-      ? Effect.fail(new BatchFlowError.ExecutorError({ message: "down", retryable: true, reason: "connection" }))
+      ? Effect.fail(
+          new BatchFlowError.ExecutorError({ message: "down", retryable: true, reason: "connection" })
+        )
       : Effect.void
   )
 )
@@ -51,9 +53,12 @@ const measure = (withFailing: boolean) =>
   }).pipe(
     Effect.scoped,
     Effect.provide(
-      BatchFlow.layer({ flushSize: 200, concurrency: 4, flushInterval: "20 millis", closeTimeout: "1 second" }).pipe(
-        Layer.provide(BatchExecutor.layer(executor.execute))
-      )
+      BatchFlow.layer({
+        flushSize: 200,
+        concurrency: 4,
+        flushInterval: "20 millis",
+        closeTimeout: "1 second"
+      }).pipe(Layer.provide(BatchExecutor.layer(executor.execute)))
     ),
     Effect.provide(Layer.empty)
   )

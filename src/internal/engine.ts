@@ -422,16 +422,16 @@ export class Engine {
    * (committed or reported) whatever happens to the worker: its fiber is its own.
    */
   private runBatch(groups: ReadonlyArray<Group>, runtime: Runtime.Runtime<never>): Effect.Effect<void> {
-    let pending: Array<Group> | undefined
+    const pending: Array<Group> = []
     for (const group of groups) {
       // The runtime was taken inside the worker's uninterruptible region: the group's fiber starts
       // interruptible again, so that the close deadline can stop it.
       group.fiber = Runtime.runFork(runtime)(
         Effect.interruptible(Effect.uninterruptibleMask((restore) => this.runGroup(group, restore)))
       )
-      if (!group.released.isDone) (pending ??= []).push(group)
+      if (!group.released.isDone) pending.push(group)
     }
-    return pending === undefined
+    return pending.length === 0
       ? Effect.void
       : Effect.forEach(pending, (g) => g.released.await, { discard: true })
   }
