@@ -123,6 +123,20 @@ describe.sequential("redis: truthful outcomes under faults", () => {
     )
   }, 60_000)
 
+  it("a 5 s restart with the default retry: only commands in flight at the crash can be unknown_outcome", async () => {
+    await scenario(
+      "restart",
+      2_000,
+      {},
+      async () => {
+        await server.crash()
+        await sleep(5_000)
+        await server.start()
+      },
+      30_000
+    )
+  }, 90_000)
+
   it("connections cut mid-flow", async () => {
     await scenario(
       "cut",

@@ -204,6 +204,30 @@ for (const backend of backends) {
   })
 }
 
+describe("sqlite: a value the driver cannot bind is a row-level failure", () => {
+  it.live("a bigint outside int64 among 500 rows: 499 commit, the bad one is reported bad_value", () => {
+    const t = "sql_errors_bigint_sqlite"
+    const Counters = Table.make(t, {
+      columns: Schema.Struct({ id: Schema.Number, total: Schema.BigIntFromSelf }),
+      conflict: Conflict.none
+    })
+    const rows = Array.from({ length: 500 }, (_, i) => ({ id: i, total: i === 250 ? 2n ** 70n : BigInt(i) }))
+    const sqlite = backends.find((b) => b.dialect === "sqlite")!
+    return Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql.unsafe(`DROP TABLE IF EXISTS ${t}`)
+      yield* sql.unsafe(`CREATE TABLE ${t} (id INTEGER PRIMARY KEY, total BIGINT NOT NULL)`)
+      const run = yield* runFlow(sqlite.flow({ flushSize: 500, bufferSize: 500 }), (flow) =>
+        flow.submitAll(Counters, rows)
+      )
+      expect(yield* count(t)).toBe(499)
+      expect(run.failures.map((f) => [f.reason, f.outcome, f.rows])).toEqual([
+        ["bad_value", "failed", [rows[250]]]
+      ])
+    }).pipe(Effect.provide(sqlite.client()))
+  })
+})
+
 describe("sqlite: SQLITE_BUSY from a second connection holding the write lock", () => {
   const file = tempSqliteFile("sql_errors_busy")
   const t = "sql_errors_busy"

@@ -221,8 +221,10 @@ const classifyCause = (cause: unknown): Classification | undefined => {
     return classifyMysql(typeof errno === "number" && errno > 0 ? errno : undefined, code)
   }
   if (code !== undefined && nodeSocketCodes.has(code)) return retry("connection")
-  // better-sqlite3 throws a TypeError for values it cannot bind.
+  // better-sqlite3 throws a TypeError for values it cannot bind, a RangeError for a bigint outside
+  // int64 (or a string or buffer over its limit): one row's value, so the others can commit.
   if (cause instanceof TypeError && message.includes("SQLite3 can only bind")) return row("bad_value")
+  if (cause instanceof RangeError && message.includes("is too big")) return row("bad_value")
   // node-postgres: the connection died under a query, or the pool could not connect in time.
   if (
     /connection terminated|connection timeout|timeout exceeded when trying to connect|not queryable/i.test(
