@@ -348,7 +348,8 @@ const valuesStatement = (
       const row = rows[r] as Row
       for (let c = 0; c < n; c++) {
         const value = row[columns[c]!]
-        params[p++] = kinds[c] === "plain" ? (value === undefined ? null : value) : toDriver(dialect, value)
+        params[p++] =
+          kinds[c] === "plain" ? (value === undefined ? null : value) : toDriver(dialect, value, kinds[c])
       }
     }
   }

@@ -114,19 +114,24 @@ const pgRunner = (sql: SqlClient.SqlClient): Runner => ({
  */
 const mysqlRunner = (sql: SqlClient.SqlClient): Runner => {
   let server: { readonly prepared: boolean; readonly mariadb: boolean } | undefined
-  const detect = Effect.map(
-    sql.unsafe<{ readonly g: string | null; readonly s: string | null; readonly v: string | null }>(
-      "SELECT @@GLOBAL.sql_mode AS g, @@SESSION.sql_mode AS s, VERSION() AS v"
-    ),
-    (rows) => {
-      const modes = `${rows[0]?.g ?? ""},${rows[0]?.s ?? ""}`
-      server = {
-        prepared: modes.includes("NO_BACKSLASH_ESCAPES"),
-        mariadb: (rows[0]?.v ?? "").includes("MariaDB")
+  const query = "SELECT @@GLOBAL.sql_mode AS g, @@SESSION.sql_mode AS s, VERSION() AS v"
+  type ServerRow = { readonly g: string | null; readonly s: string | null; readonly v: string | null }
+  // On the statement's own connection when it has one: with a pool of one, asking the pool for
+  // another while holding it would wait for ever.
+  const detect = (conn: Connection | undefined) =>
+    Effect.map(
+      conn === undefined
+        ? sql.unsafe<ServerRow>(query)
+        : (conn.executeUnprepared(query, [], undefined) as Effect.Effect<ReadonlyArray<ServerRow>, SqlError>),
+      (rows) => {
+        const modes = `${rows[0]?.g ?? ""},${rows[0]?.s ?? ""}`
+        server = {
+          prepared: modes.includes("NO_BACKSLASH_ESCAPES"),
+          mariadb: (rows[0]?.v ?? "").includes("MariaDB")
+        }
+        return server
       }
-      return server
-    }
-  )
+    )
   const runOn = (
     known: NonNullable<typeof server>,
     statement: Statement,
@@ -149,7 +154,7 @@ const mysqlRunner = (sql: SqlClient.SqlClient): Runner => {
     run: (statement, deadline, conn) =>
       server !== undefined
         ? runOn(server, statement, deadline, conn)
-        : Effect.flatMap(detect, (known) => runOn(known, statement, deadline, conn)),
+        : Effect.flatMap(detect(conn), (known) => runOn(known, statement, deadline, conn)),
     deadlineNeedsTransaction: false,
     reserveSingle: true,
     begin: () => "BEGIN"

@@ -10,11 +10,13 @@ import * as AST from "effect/SchemaAST"
 /**
  * How a column's values reach a driver. `plain` (strings, numbers, null) goes as is everywhere; the
  * other kinds need a per-dialect conversion (booleans for SQLite, bytes and bigints for PostgreSQL's
- * JSON form…). `other` is anything the AST does not tell us: converted by looking at the value.
+ * JSON form…). `isoDate` is a `Date` written as its ISO string (`Schema.Date`): MariaDB/MySQL reject
+ * that text in a DATETIME column, so it goes to them as a `Date`. `other` is anything the AST does
+ * not tell us: converted by looking at the value.
  *
  * @internal
  */
-export type ColumnKind = "plain" | "boolean" | "bigint" | "other"
+export type ColumnKind = "plain" | "boolean" | "bigint" | "isoDate" | "other"
 
 /** @internal */
 export interface Internals {
@@ -88,6 +90,16 @@ const kindOf = (ast: AST.AST): ColumnKind => {
   }
 }
 
+/** A `Date` on the type side (`DateFromSelf`, possibly refined, as in `Schema.Date`). */
+const isDate = (ast: AST.AST): boolean => {
+  let current = ast
+  while (AST.isRefinement(current)) current = current.from
+  return (
+    AST.isDeclaration(current) &&
+    AST.getIdentifierAnnotation(current).pipe((id) => id._tag === "Some" && id.value === "DateFromSelf")
+  )
+}
+
 const containsTransformation = (ast: AST.AST): boolean => {
   switch (ast._tag) {
     case "Transformation":
@@ -122,9 +134,13 @@ export const describeColumns = (
 ): Pick<Internals, "kinds" | "allPlain" | "encode"> => {
   const transforms = containsTransformation(schema.ast)
   const encodedFields = structFields(AST.encodedAST(schema.ast)) ?? []
-  const kinds = columns.map((column) => {
+  const typeFields = structFields(AST.typeAST(schema.ast)) ?? []
+  const kinds = columns.map((column): ColumnKind => {
     const field = encodedFields.find((p) => p.name === column)
-    return field === undefined ? "other" : kindOf(field.type)
+    if (field === undefined) return "other"
+    const kind = kindOf(field.type)
+    const typeSide = typeFields.find((p) => p.name === column)
+    return kind === "plain" && typeSide !== undefined && isDate(typeSide.type) ? "isoDate" : kind
   })
   let encode: Internals["encode"]
   if (transforms) {

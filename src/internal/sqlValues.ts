@@ -10,9 +10,14 @@ type Row = Record<string, unknown>
 const hex = (bytes: Uint8Array): string =>
   Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex")
 
-/** A value as the dialect's driver takes it (for the `values` forms). */
-/** @internal */
-export const toDriver = (dialect: Dialect, value: unknown): unknown => {
+/**
+ * A value as the dialect's driver takes it (for the `values` forms). Arrays go to node-postgres as
+ * they are (it writes them as array literals, for array columns); to the others as JSON text.
+ *
+ * @internal
+ */
+export const toDriver = (dialect: Dialect, value: unknown, kind?: ColumnKind): unknown => {
+  if (kind === "isoDate" && dialect === "mysql" && typeof value === "string") return new Date(value)
   switch (typeof value) {
     case "undefined":
       return null
@@ -26,6 +31,7 @@ export const toDriver = (dialect: Dialect, value: unknown): unknown => {
       if (value instanceof Uint8Array) {
         return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
       }
+      if (dialect === "pg" && Array.isArray(value)) return value
       return JSON.stringify(value)
     default:
       return value
