@@ -142,6 +142,9 @@ describe("effect-batchflow bench", () => {
       expect(report.retries).toBe(0)
       expect(report.failedRows).toBe(0)
       expect(report.processPeakRssMiB).toBeGreaterThan(10)
+      // The idle RSS is taken before the first run: the peak cannot be below it.
+      expect(report.idleRssMiB).toBeGreaterThan(10)
+      expect(report.processPeakRssMiB).toBeGreaterThanOrEqual(report.idleRssMiB)
       expect(report.integrity).toEqual({ ok: true, checkedRuns: 6, failures: [] })
       // 2 warm-up runs (run 0) and 2 × 2 measured runs, each checked.
       expect(report.runs.map((r) => [r.variant, r.run])).toEqual([

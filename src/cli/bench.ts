@@ -109,6 +109,8 @@ export const run = (spec: BenchSpec, io: Io, tamper: Tamper | undefined): Effect
     Effect.gen(function* () {
       const startedAt = new Date()
       let harness = yield* loadHarness(spec)
+      // The process before any run (modules loaded, backend connected): peak RSS is reported over it.
+      const idleRssMiB = process.memoryUsage.rss() / 1024 / 1024
       // The table / keys are removed however the bench ends: after the runs, or when it is
       // interrupted (Ctrl-C, SIGTERM) or a run fails; `--keep` keeps them. The finalizer runs before
       // the backend's connections are closed (they were opened in the same scope, earlier).
@@ -178,7 +180,8 @@ export const run = (spec: BenchSpec, io: Io, tamper: Tamper | undefined): Effect
         target: harness.description,
         notes: harness.notes,
         descriptions,
-        results
+        results,
+        idleRssMiB
       })
       io.out(Report.renderText(report))
       if (spec.reports.length > 0) {

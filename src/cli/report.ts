@@ -106,6 +106,8 @@ export interface Report {
   readonly writeFailures: number
   /** The process's peak RSS (`maxRSS`) at the end (MiB). */
   readonly processPeakRssMiB: number
+  /** Its RSS before the first run (MiB): the peak's growth over it is what the runs cost. */
+  readonly idleRssMiB: number
   readonly integrity: {
     readonly ok: boolean
     /** Runs checked, warm-up included. */
@@ -136,6 +138,8 @@ export const build = (input: {
   readonly notes: ReadonlyArray<string>
   readonly descriptions: Readonly<Record<string, string>>
   readonly results: ReadonlyArray<RunResult>
+  /** The process's RSS before the first run (MiB). */
+  readonly idleRssMiB: number
 }): Report => {
   const { spec, results } = input
   const measured = results.filter((r) => r.run > 0)
@@ -233,6 +237,7 @@ export const build = (input: {
     failureReasons,
     writeFailures: sum((r) => r.writeFailures),
     processPeakRssMiB: process.resourceUsage().maxRSS / 1024,
+    idleRssMiB: input.idleRssMiB,
     integrity: {
       ok: integrityFailures.length === 0,
       checkedRuns: results.length,
@@ -307,7 +312,9 @@ const findings = (report: Report): Array<string> => {
   lines.push(
     `retries ${formatCount(report.retries)} · failed rows ${formatCount(report.failedRows)}${reasons === "" ? "" : ` (${reasons})`} · dropped failures ${formatCount(report.droppedFailures)}${report.writeFailures > 0 ? ` · failed sampled writes ${report.writeFailures}` : ""}`
   )
-  lines.push(`peak RSS: ${report.processPeakRssMiB.toFixed(0)} MiB (process)`)
+  lines.push(
+    `peak RSS: ${report.processPeakRssMiB.toFixed(0)} MiB (process), +${(report.processPeakRssMiB - report.idleRssMiB).toFixed(0)} MiB over its ${report.idleRssMiB.toFixed(0)} MiB before the first run`
+  )
   if (report.integrity.ok) {
     lines.push(
       `integrity: OK in all ${report.integrity.checkedRuns} runs (warm-up included): every row present, content checked`
