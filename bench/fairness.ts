@@ -1,13 +1,20 @@
 /**
  * Fairness between targets (issue 12): a healthy target's throughput alone, and beside a target whose
- * every write fails with a retryable error. A custom executor: each call sleeps `--call-millis`
- * (default 2 ms) and then succeeds (healthy) or fails (failing). Producers submit for `--seconds`;
- * reported: rows/s the healthy target committed, alone and beside the failing one, and the ratio.
+ * every write fails with a retryable error. Producers submit for `--seconds`; reported: rows/s the
+ * healthy target committed, alone and beside the failing one, and the ratio.
  *
- *   npx tsx bench/fairness.ts [--seconds 3] [--runs 3]
+ * - default: a custom executor; each call sleeps `--call-millis` (default 2 ms) and then succeeds
+ *   (healthy) or fails with a retryable error (failing);
+ * - `--backend pg`: two tables on PostgreSQL (BATCHFLOW_PG_URL, default the local server); the
+ *   failing one has a trigger that raises SQLSTATE 40001 (serialization failure, retryable) on
+ *   every insert.
+ *
+ *   npx tsx bench/fairness.ts [--backend pg] [--seconds 3] [--runs 3]
  */
-import { Effect, Layer, Schema, Stream } from "effect"
-import { BatchExecutor, BatchFlow, BatchFlowError, Target } from "../src/index.js"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Layer, Redacted, Schema, Stream } from "effect"
+import { BatchExecutor, BatchFlow, BatchFlowError, Table, Target } from "../src/index.js"
+import * as Postgres from "../src/Postgres.js"
 
 const arg = (name: string, fallback: number): number => {
   const at = process.argv.indexOf(`--${name}`)
@@ -17,9 +24,31 @@ const seconds = arg("seconds", 3)
 const runs = arg("runs", 3)
 const callMillis = arg("call-millis", 2)
 
+const pg = process.argv.includes("pg")
+const pgUrl = process.env.BATCHFLOW_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test"
+
 const Row = Schema.Struct({ id: Schema.Number })
-const Healthy = Target.make("healthy", { schema: Row })
-const Failing = Target.make("failing", { schema: Row })
+const Healthy = pg
+  ? Table.make("fairness_healthy", { columns: Row })
+  : Target.make("healthy", { schema: Row })
+const Failing = pg
+  ? Table.make("fairness_failing", { columns: Row })
+  : Target.make("failing", { schema: Row })
+
+const setupPg = async (): Promise<void> => {
+  const { default: Pg } = await import("pg")
+  const client = new Pg.Client({ connectionString: pgUrl })
+  await client.connect()
+  await client.query(`
+    DROP TABLE IF EXISTS fairness_healthy; DROP TABLE IF EXISTS fairness_failing;
+    CREATE UNLOGGED TABLE fairness_healthy (id BIGINT NOT NULL);
+    CREATE UNLOGGED TABLE fairness_failing (id BIGINT NOT NULL);
+    CREATE OR REPLACE FUNCTION fairness_refuse() RETURNS trigger AS $$
+      BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = '40001'; END $$ LANGUAGE plpgsql;
+    CREATE TRIGGER fairness_refuse BEFORE INSERT ON fairness_failing
+      FOR EACH STATEMENT EXECUTE FUNCTION fairness_refuse();`)
+  await client.end()
+}
 
 const executor = BatchExecutor.make((target) =>
   Effect.zipRight(
@@ -31,6 +60,13 @@ const executor = BatchExecutor.make((target) =>
       : Effect.void
   )
 )
+
+const flowOptions = {
+  flushSize: 200,
+  concurrency: 4,
+  flushInterval: "20 millis",
+  closeTimeout: "1 second"
+} as const
 
 const measure = (withFailing: boolean) =>
   Effect.gen(function* () {
@@ -53,17 +89,17 @@ const measure = (withFailing: boolean) =>
   }).pipe(
     Effect.scoped,
     Effect.provide(
-      BatchFlow.layer({
-        flushSize: 200,
-        concurrency: 4,
-        flushInterval: "20 millis",
-        closeTimeout: "1 second"
-      }).pipe(Layer.provide(BatchExecutor.layer(executor.execute)))
+      pg
+        ? Postgres.layer(flowOptions).pipe(
+            Layer.provide(PgClient.layer({ url: Redacted.make(pgUrl), maxConnections: 4 }))
+          )
+        : BatchFlow.layer(flowOptions).pipe(Layer.provide(BatchExecutor.layer(executor.execute)))
     ),
     Effect.provide(Layer.empty)
   )
 
 const main = Effect.gen(function* () {
+  if (pg) yield* Effect.promise(setupPg)
   const alone: Array<number> = []
   const beside: Array<number> = []
   for (let i = 0; i < runs; i++) {
@@ -73,7 +109,7 @@ const main = Effect.gen(function* () {
   const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
   const ratios = alone.map((a, i) => beside[i]! / a)
   console.log(
-    `healthy target alone: ${Math.round(median(alone))} rows/s (${alone.map(Math.round).join(", ")}); beside a failing target: ${Math.round(median(beside))} rows/s (${beside.map(Math.round).join(", ")}); ratio ${median(ratios).toFixed(2)} (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`
+    `${pg ? "PostgreSQL" : "custom executor"}: healthy target alone: ${Math.round(median(alone))} rows/s (${alone.map(Math.round).join(", ")}); beside a failing target: ${Math.round(median(beside))} rows/s (${beside.map(Math.round).join(", ")}); ratio ${median(ratios).toFixed(2)} (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`
   )
 })
 
