@@ -7,7 +7,9 @@
 import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Schedule from "effect/Schedule"
 import { BatchFlowConfigError } from "./BatchFlowError.js"
+import type { Classification } from "./Retry.js"
 
 /**
  * Retry settings. The delay before retry n (1-based) is `min(backoffBase · 2^(n-1) · j, maxBackoff)`
@@ -37,6 +39,13 @@ export interface RetryOptions {
   readonly maxBackoff: Duration.Duration
   /** Relative jitter of each delay. Default 0.2 (±20 %); range 0–1. */
   readonly jitter: number
+  /**
+   * Your own retry policy, instead of the backoff above: its input is the classification of the
+   * last error, its delays are the waits, and it ends the retries when it ends (`maxAttempts` and
+   * `maxElapsed` still bound it). Errors classified as not retryable are never retried, whatever it
+   * says.
+   */
+  readonly schedule?: Schedule.Schedule<unknown, Classification> | undefined
 }
 
 /**
@@ -117,6 +126,7 @@ export interface Options {
         readonly backoffBase?: Duration.DurationInput | undefined
         readonly maxBackoff?: Duration.DurationInput | undefined
         readonly jitter?: number | undefined
+        readonly schedule?: Schedule.Schedule<unknown, Classification> | undefined
       }
     | undefined
   readonly timeout?: Duration.DurationInput | undefined
@@ -255,7 +265,14 @@ export const make = (options: Options = {}): Effect.Effect<BatchFlowConfig, Batc
       flushSize,
       flushInterval,
       concurrency,
-      retry: { maxAttempts, maxElapsed, backoffBase, maxBackoff, jitter },
+      retry: {
+        maxAttempts,
+        maxElapsed,
+        backoffBase,
+        maxBackoff,
+        jitter,
+        ...(retry.schedule === undefined ? {} : { schedule: retry.schedule })
+      },
       timeout,
       closeTimeout,
       failureBufferSize

@@ -134,9 +134,13 @@ export const layer = (...rules: ReadonlyArray<Rule>): Layer.Layer<ErrorClassifie
  * @category constructors
  */
 export const schedule = (options: RetryOptions): Schedule.Schedule<unknown, Classification> =>
-  Schedule.exponential(options.backoffBase).pipe(
-    Schedule.jitteredWith({ min: 1 - options.jitter, max: 1 + options.jitter }),
-    Schedule.modifyDelay((_, delay) => Duration.min(delay, options.maxBackoff)),
+  (
+    options.schedule ??
+    Schedule.exponential(options.backoffBase).pipe(
+      Schedule.jitteredWith({ min: 1 - options.jitter, max: 1 + options.jitter }),
+      Schedule.modifyDelay((_, delay) => Duration.min(delay, options.maxBackoff))
+    )
+  ).pipe(
     Schedule.intersect(Schedule.recurs(options.maxAttempts - 1)),
     (schedule) =>
       Duration.isFinite(options.maxElapsed) ? Schedule.upTo(schedule, options.maxElapsed) : schedule,

@@ -226,6 +226,46 @@ describe("retry delays and attempt counts", () => {
       })
   )
 
+  it.effect(
+    "retry.schedule: a user's own Schedule decides the waits and the end; non-retryable errors stay final",
+    () =>
+      Effect.gen(function* () {
+        const started: Array<number> = []
+        let calls = 0
+        const executor = BatchExecutor.make((target) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) => {
+            started.push(now)
+            calls++
+            return Effect.fail(
+              new BatchFlowError.ExecutorError({
+                message: "no",
+                retryable: target.name === "items",
+                reason: target.name === "items" ? "busy" : "fatal"
+              })
+            )
+          })
+        )
+        const Final = Target.make("final", { schema: Items.schema })
+        const { flow, close } = yield* startFlow(
+          {
+            flushSize: 1,
+            retry: { schedule: Schedule.spaced("300 millis").pipe(Schedule.intersect(Schedule.recurs(2))) }
+          },
+          executor
+        )
+        const writer = yield* Effect.fork(Effect.flip(flow.write(Items, item(1))))
+        yield* TestClock.adjust("1 minute")
+        expect(yield* Fiber.join(writer)).toMatchObject({ attempts: 3, reason: "busy" })
+        expect(started).toEqual([0, 300, 600])
+        calls = 0
+        const final = yield* Effect.fork(Effect.flip(flow.write(Final, item(2))))
+        yield* TestClock.adjust("1 minute")
+        expect(yield* Fiber.join(final)).toMatchObject({ attempts: 1, reason: "fatal" })
+        expect(calls).toBe(1)
+        yield* close
+      })
+  )
+
   it.effect("the schedule stops at once on a non-retryable error and after maxAttempts", () =>
     Effect.gen(function* () {
       const schedule = Retry.schedule({
