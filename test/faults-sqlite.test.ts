@@ -13,7 +13,7 @@ import { Chunk, Effect, Exit, Fiber, Layer, Schema, Scope, Stream } from "effect
 import { BatchFlow, type BatchFlowConfig, Conflict, Table } from "effect-batchflow"
 import * as Sqlite from "effect-batchflow/Sqlite"
 import { describe, expect, it } from "vitest"
-import { type Outcome, problems, summary } from "./fault/reconcile.js"
+import { type Outcome, problems, produceRows, summary, tally } from "./fault/reconcile.js"
 import { tempSqliteFile } from "./sql-helpers.js"
 
 const Database = createRequire(import.meta.url)("better-sqlite3")
@@ -61,23 +61,12 @@ const run = async (
     )
     const flow = ctx.unsafeMap.get(BatchFlow.BatchFlow.key) as BatchFlow.BatchFlow
     const failures = yield* Effect.fork(Stream.runCollect(flow.failures))
-    const acked: Array<number> = []
-    const writes: Array<Fiber.RuntimeFiber<void>> = []
-    for (let id = 0; id < rows; id++) {
-      if (id === lockAt) lock = yield* Effect.promise(() => holdLock(file, lockMillis))
-      const row = { id, v: `v${id}` }
-      if (id % 50 === 0) {
-        writes.push(
-          yield* Effect.fork(
-            flow.write(table, row).pipe(
-              Effect.tap(() => Effect.sync(() => acked.push(id))),
-              Effect.ignore
-            )
-          )
-        )
-      } else yield* flow.submit(table, row)
-      if (id % 50 === 49) yield* Effect.sleep("2 millis")
-    }
+    const { acked, writes } = yield* produceRows(flow, table, rows, (id) =>
+      Effect.gen(function* () {
+        if (id + 1 === lockAt) lock = yield* Effect.promise(() => holdLock(file, lockMillis))
+        if (id % 50 === 49) yield* Effect.sleep("2 millis")
+      })
+    )
     const started = Date.now()
     yield* flow.close
     const closeMillis = Date.now() - started
@@ -92,15 +81,7 @@ const run = async (
   })
   const { failures, stats, closeMillis, acked } = await Effect.runPromise(program)
   await lock?.released
-  const reportedFailed: Array<number> = []
-  const reportedUnknown: Array<number> = []
-  const reasons: Record<string, number> = {}
-  for (const f of failures) {
-    reasons[f.reason] = (reasons[f.reason] ?? 0) + f.rows.length
-    ;(f.outcome === "failed" ? reportedFailed : reportedUnknown).push(
-      ...f.rows.map((r) => (r as { id: number }).id)
-    )
-  }
+  const { reasons, reportedFailed, reportedUnknown } = tally(failures)
   const check = new Database(file, { readonly: true })
   const ids = check.prepare(`SELECT id, COUNT(*) AS n FROM ${name} GROUP BY id`).all() as Array<{
     id: number

@@ -99,6 +99,50 @@ export const tableIds = async ({ server }: Server, table: string): Promise<Map<n
   return new Map(rows.map((r) => [Number(r.id), Number(r.n)]))
 }
 
+/**
+ * Submits rows `0..n-1` (`{ id, v }`), every 50th with `write` (its ack recorded), running `after(id)`
+ * after each row (faults, pacing). Returns the acked ids and the writers to join.
+ */
+export const produceRows = <R>(
+  flow: BatchFlow.BatchFlow,
+  table: Table.Table<{ readonly id: number; readonly v: string }>,
+  rows: number,
+  after: (id: number) => Effect.Effect<void, never, R>
+) =>
+  Effect.gen(function* () {
+    const acked: Array<number> = []
+    const writes: Array<Fiber.RuntimeFiber<void>> = []
+    for (let id = 0; id < rows; id++) {
+      const row = { id, v: `v${id}` }
+      if (id % 50 === 0) {
+        const ack = flow.write(table, row).pipe(
+          Effect.tap(() => Effect.sync(() => acked.push(id))),
+          Effect.ignore
+        )
+        writes.push(yield* Effect.fork(ack))
+      } else {
+        yield* flow.submit(table, row)
+      }
+      yield* after(id)
+    }
+    return { acked, writes }
+  })
+
+/** The reported ids by outcome, and rows per reason. */
+export const tally = (failures: ReadonlyArray<BatchFlowError.BatchFailure>) => {
+  const reportedFailed: Array<number> = []
+  const reportedUnknown: Array<number> = []
+  const reasons: Record<string, number> = {}
+  for (const f of failures) {
+    if (process.env.FAULT_DEBUG !== undefined && f.reason === process.env.FAULT_DEBUG)
+      console.log("CAUSE", f.cause)
+    reasons[f.reason] = (reasons[f.reason] ?? 0) + f.rows.length
+    const ids = f.rows.map((r) => (r as { id: number }).id)
+    ;(f.outcome === "failed" ? reportedFailed : reportedUnknown).push(...ids)
+  }
+  return { reasons, reportedFailed, reportedUnknown }
+}
+
 /** Runs a scenario and returns what the flow said and what the table holds. */
 export const runScenario = async (
   target: Server,
@@ -120,27 +164,13 @@ export const runScenario = async (
     const ctx = yield* Layer.buildWithScope(flowLayer, scope)
     const flow = ctx.unsafeMap.get(BatchFlow.BatchFlow.key) as BatchFlow.BatchFlow
     const failuresFiber = yield* Effect.fork(Stream.runCollect(flow.failures))
-    const acked: Array<number> = []
-    const writes: Array<Fiber.RuntimeFiber<void, unknown>> = []
     let fault: Promise<void> | undefined
-    for (let id = 0; id < scenario.rows; id++) {
-      const row = { id, v: `v${id}` }
-      // Every 50th row is written with an ack; the rest are submitted.
-      if (id % 50 === 0) {
-        writes.push(
-          yield* Effect.fork(
-            flow.write(table, row).pipe(
-              Effect.tap(() => Effect.sync(() => acked.push(id))),
-              Effect.ignore
-            )
-          )
-        )
-      } else {
-        yield* flow.submit(table, row)
-      }
-      if (fault === undefined && id + 1 >= scenario.startAt) fault = scenario.fault()
-      if ((id + 1) % pace.rows === 0) yield* Effect.sleep(pace.millis)
-    }
+    const { acked, writes } = yield* produceRows(flow, table, scenario.rows, (id) =>
+      Effect.gen(function* () {
+        if (fault === undefined && id + 1 >= scenario.startAt) fault = scenario.fault()
+        if ((id + 1) % pace.rows === 0) yield* Effect.sleep(pace.millis)
+      })
+    )
     if (fault !== undefined) yield* Effect.promise(() => fault!)
     const started = Date.now()
     yield* flow.close
@@ -156,16 +186,7 @@ export const runScenario = async (
   await scenario.afterClose?.()
   // Read after `afterClose`: late answers of abandoned statements are counted by then.
   const stats = await Effect.runPromise(flow.stats)
-  const reportedFailed: Array<number> = []
-  const reportedUnknown: Array<number> = []
-  const reasons: Record<string, number> = {}
-  for (const f of failures as ReadonlyArray<BatchFlowError.BatchFailure>) {
-    if (process.env.FAULT_DEBUG !== undefined && f.reason === process.env.FAULT_DEBUG)
-      console.log("CAUSE", f.cause)
-    reasons[f.reason] = (reasons[f.reason] ?? 0) + f.rows.length
-    const ids = f.rows.map((r) => (r as { id: number }).id)
-    ;(f.outcome === "failed" ? reportedFailed : reportedUnknown).push(...ids)
-  }
+  const { reasons, reportedFailed, reportedUnknown } = tally(failures)
   return {
     accepted: stats.accepted,
     committed: stats.committed,
