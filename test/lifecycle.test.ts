@@ -328,6 +328,58 @@ describe("close timeout", () => {
       })
   )
 
+  it.effect(
+    "a failing target's retries hold no worker; past bufferSize rows in retry only its own submits wait, and close rejects them",
+    () =>
+      Effect.gen(function* () {
+        const Failing = Target.make("failing", { schema: Events.schema })
+        const rec = recorder((target) =>
+          target.name === "failing"
+            ? Effect.fail(
+                new BatchFlowError.ExecutorError({ message: "down", retryable: true, reason: "connection" })
+              )
+            : Effect.void
+        )
+        const { flow, scope } = yield* startFlow(
+          {
+            flushSize: 5,
+            bufferSize: 10,
+            concurrency: 1,
+            flushInterval: "1 millis",
+            closeTimeout: "1 second",
+            retry: {
+              maxAttempts: 1_000,
+              maxElapsed: "1 hour",
+              backoffBase: "1 second",
+              maxBackoff: "1 second"
+            }
+          },
+          rec.executor
+        )
+        // Ten failing rows: two groups, both retrying (handed off), so the failing target's backlog is full.
+        yield* flow.submitAll(Failing, rows(10))
+        yield* TestClock.adjust("10 millis")
+        yield* settle()
+        const waiting = yield* Effect.fork(flow.submit(Failing, row(100)))
+        yield* settle()
+        expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)
+        // The healthy target is written meanwhile, by the one worker.
+        const written = yield* Effect.fork(flow.write(Events, row(200)))
+        yield* TestClock.adjust("10 millis")
+        yield* Fiber.join(written)
+        expect(rec.committedRows("events")).toEqual([row(200)])
+        const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        yield* settle()
+        const rejected = yield* Effect.flip(Fiber.join(waiting))
+        expect(rejected._tag).toBe("BatchFlowClosed")
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.join(closing)
+        const stats = yield* flow.stats
+        expect(stats.accepted).toBe(11)
+        expect(stats.accepted).toBe(stats.committed + stats.failed + stats.unknownOutcome)
+      })
+  )
+
   it.live("producers that keep submitting after close cannot stretch its deadline", () =>
     Effect.gen(function* () {
       const executor = BatchExecutor.make(() => Effect.sleep("10 seconds"))

@@ -598,6 +598,9 @@ export class Engine {
     this.closing = true
     this.signalWake()
     this.signalSpace()
+    // Submitters waiting on a target's backlog are told too: they see `closing` and are rejected.
+    for (const waiting of this.backlogSpace.values()) waiting.unsafeDone(Exit.void)
+    this.backlogSpace.clear()
     return Effect.zipRight(Effect.forkDaemon(Effect.interruptible(this.shutdown)), this.done.await)
   })
 
