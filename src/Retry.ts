@@ -56,6 +56,19 @@ export type Rule = (error: unknown) => Classification | undefined
 export const unknownError: Classification = { retryable: false, reason: "non_retryable" }
 
 /**
+ * The answer for a write that may have taken effect and will not be sent again: final, reason
+ * `unknown_outcome`. The engine gives it to such an error of a target without `idempotentWrites`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const unknownOutcome: Classification = {
+  retryable: false,
+  reason: "unknown_outcome",
+  unknownOutcome: true
+}
+
+/**
  * The engine's own rules: attempt timeouts are retryable (`timeout`) with an unknown outcome (the
  * attempt was abandoned without an answer), `ExecutorError`s carry their own answer. (Defects, i.e.
  * thrown exceptions, never reach the rules: they are final, reason `defect`.)

@@ -25,16 +25,6 @@ const defectReason: Retry.Classification = { retryable: false, reason: "defect" 
 /** How long past its timeout an attempt may still answer: time for the server's own deadline to reach us. */
 const graceMillis = (timeoutMillis: number): number => Math.min(1000, timeoutMillis)
 
-/**
- * What an attempt that may have taken effect is classified as when its target is not idempotent:
- * final, so the rows are reported rather than written twice.
- */
-const unknownOutcomeReason: Retry.Classification = {
-  retryable: false,
-  reason: "unknown_outcome",
-  unknownOutcome: true
-}
-
 /** @internal */
 export class Attempts {
   private readonly retrySchedule: Schedule.Schedule<unknown, Classified>
@@ -83,7 +73,7 @@ export class Attempts {
     const classification = this.classify(error)
     if (classification.unknownOutcome !== true) return classification
     part.maybeWritten = true
-    return target.idempotentWrites ? classification : unknownOutcomeReason
+    return target.idempotentWrites ? classification : Retry.unknownOutcome
   }
 
   /**
@@ -153,7 +143,7 @@ export class Attempts {
         // A part an earlier attempt may have written ends as unknown_outcome, whatever ended it last
         // (unless it is a row-level error, which isolates the bad rows first).
         if (final && part.maybeWritten && classification.rowLevel !== true)
-          classification = unknownOutcomeReason
+          classification = Retry.unknownOutcome
         this.observer.attemptFailed(target.name, classification.reason, final)
         if (!final) onBackoff()
         return Effect.fail<Classified>({ error: failure.value, classification })

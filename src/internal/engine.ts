@@ -191,7 +191,7 @@ export class Engine {
     waitingSince?: number
   ): Effect.Effect<void, BatchFlowClosed> {
     if (this.closing) return this.rejectClosed(target)
-    if (this.backlog.size !== 0 && (this.backlog.get(target) ?? 0) >= this.config.bufferSize) {
+    if (this.backlogFull(target)) {
       return Effect.zipRight(
         this.awaitBacklog(target),
         Effect.suspend(() => this.enqueue(target, row, ack, span, waitingSince))
@@ -234,7 +234,7 @@ export class Engine {
     span: Tracer.AnySpan | undefined
   ): Effect.Effect<void, BatchFlowClosed> {
     if (this.closing) return this.rejectClosed(target)
-    if (this.backlog.size !== 0 && (this.backlog.get(target) ?? 0) >= this.config.bufferSize) {
+    if (this.backlogFull(target)) {
       return Effect.zipRight(
         this.awaitBacklog(target),
         Effect.suspend(() => this.enqueueAll(target, rows, from, span))
@@ -462,6 +462,11 @@ export class Engine {
         waiting.unsafeDone(Exit.void)
       }
     }
+  }
+
+  /** Whether `target` has `bufferSize` rows in retry (one map lookup, and only while any has). */
+  private backlogFull(target: Target.Any): boolean {
+    return this.backlog.size !== 0 && (this.backlog.get(target) ?? 0) >= this.config.bufferSize
   }
 
   /** Waits until `target`'s backlog of retrying rows is under `bufferSize` again. */

@@ -4,7 +4,7 @@
  */
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
-import type * as Retry from "../Retry.js"
+import * as Retry from "../Retry.js"
 
 /**
  * What happened to a command that did not succeed:
@@ -126,7 +126,7 @@ export const classifyError = (error: unknown): Retry.Classification | undefined 
 }
 
 /** @internal */
-export const unknownOutcome: Retry.Classification = { retryable: false, reason: "unknown_outcome" }
+export const unknownOutcome: Retry.Classification = Retry.unknownOutcome
 
 /**
  * A Redis command of a batch was not applied, or may not have been. The Redis executor reports it

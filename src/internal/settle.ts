@@ -35,6 +35,8 @@ export class Settlement {
   lateFailed = 0
   retries = 0
   droppedFailures = 0
+  /** Parts reported `unknown_outcome` whose late answer was counted already. */
+  private readonly answered = new WeakSet<Part>()
 
   constructor(
     private readonly observer: Observer,
@@ -142,7 +144,7 @@ export class Settlement {
    * for rows settled otherwise (committed by a retry, say) changes nothing.
    */
   late(target: Target.Any, part: Part, exit: Exit.Exit<void | Partial, unknown>): Effect.Effect<void> {
-    if (part.settled !== "unknown_outcome") return Effect.void
+    if (part.settled !== "unknown_outcome" || this.answered.has(part)) return Effect.void
     let committed = 0
     let failed = 0
     if (Exit.isSuccess(exit)) {
@@ -156,7 +158,7 @@ export class Settlement {
       failed = part.rows.length
     }
     // Counted once per part, whatever later answers of other abandoned attempts say.
-    part.settled = "failed"
+    this.answered.add(part)
     this.lateCommitted += committed
     this.lateFailed += failed
     this.observer.lateOutcome(target.name, committed, failed)

@@ -79,7 +79,7 @@ interface Runner {
    * can send it so (PostgreSQL's simple query protocol runs several statements in one round trip);
    * `undefined` otherwise.
    */
-  readonly oneTrip: (statement: Statement, deadlineMillis: number) => string | undefined
+  readonly oneTrip: (statement: Statement) => ((deadlineMillis: number) => string) | undefined
 }
 
 /** Milliseconds left before `deadline` (an absolute `Date.now()` instant), at least 1; Infinity when none. */
@@ -107,11 +107,13 @@ const pgRunner = (sql: SqlClient.SqlClient): Runner => ({
   },
   // The JSON form has one parameter, the rows' JSON text: inlined as a literal, BEGIN, the deadline,
   // the statement and COMMIT go in one round trip, as the statement alone did before the deadline.
-  oneTrip: (statement, deadline) => {
+  oneTrip: (statement) => {
     const json = statement.params.length === 1 ? statement.params[0] : undefined
     if (typeof json !== "string" || !statement.sql.includes("$1::json")) return undefined
-    const insert = statement.sql.replace("$1::json", `${pgLiteral(json)}::json`)
-    return `BEGIN; SET LOCAL statement_timeout = ${remaining(deadline)}; ${insert}; COMMIT`
+    return (deadline) => {
+      const insert = statement.sql.replace("$1::json", `${pgLiteral(json)}::json`)
+      return `BEGIN; SET LOCAL statement_timeout = ${remaining(deadline)}; ${insert}; COMMIT`
+    }
   }
 })
 
@@ -300,10 +302,14 @@ export const make = (
         const statements = planned.statements
         const transaction =
           statements.length > 1 || (runner.deadlineNeedsTransaction && Number.isFinite(deadline))
-        const oneTrip = transaction && statements.length === 1 && Number.isFinite(deadline)
+        // One statement with a deadline: a single round trip where the dialect can send it so.
+        const oneTrip =
+          transaction && statements.length === 1 && Number.isFinite(deadline)
+            ? runner.oneTrip(statements[0]!)
+            : undefined
         const write = Effect.mapError(
-          oneTrip && runner.oneTrip(statements[0]!, deadline) !== undefined
-            ? inOneTrip(sql, () => runner.oneTrip(statements[0]!, deadline)!)
+          oneTrip !== undefined
+            ? inOneTrip(sql, () => oneTrip(deadline))
             : transaction
               ? inTransaction(
                   sql,
