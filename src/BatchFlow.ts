@@ -78,6 +78,15 @@ export interface BatchFlow {
    */
   readonly submit: <A>(target: Target.Target<A>, row: A) => Effect.Effect<void, InvalidRow | BatchFlowClosed>
   /**
+   * For callers outside Effect (the `Queue.unsafeOffer` convention): validates the row and, if the
+   * buffer has room, accepts it at once, as `submit` would. Returns `false` and accepts nothing when
+   * the buffer or the target's retry backlog is full or the flow is closed (counted in
+   * `batchflow_submit_rejected_total` as `full` or `closed`); never waits. Throws the `InvalidRow`
+   * of a row that fails validation. The rows it accepts reach the workers when the caller yields
+   * to the event loop.
+   */
+  readonly unsafeOffer: <A>(target: Target.Target<A>, row: A) => boolean
+  /**
    * Validates every row first (an invalid row rejects the whole call, with its `index`), then
    * enqueues them in order. Rows that fit in the buffer are accepted together; a call with more rows
    * than `bufferSize` is accepted in pieces, so an interruption can leave a prefix accepted.
@@ -144,6 +153,7 @@ export const make = (
       [TypeId]: TypeId,
       submit: (target, row) => engine.submit(target, row),
       submitAll: (target, rows) => engine.submitAll(target, rows),
+      unsafeOffer: (target, row) => engine.unsafeOffer(target, row),
       write: (target, row) => engine.write(target, row),
       flush: engine.flush,
       close: engine.close,

@@ -118,15 +118,15 @@ export const queueLength = gauge(
 )
 
 /**
- * Rejected submits, by `reason`: `closed` (the flow is closing or closed) or `invalid_row` (the row
- * does not match its target's schema).
+ * Rejected submits, by `reason`: `closed` (the flow is closing or closed), `invalid_row` (the row
+ * does not match its target's schema) or `full` (`unsafeOffer` found no room and returned `false`).
  *
  * @since 0.1.0
  * @category metrics
  */
 export const submitRejected = counter(
   "batchflow_submit_rejected_total",
-  "Rejected submit, submitAll and write calls, by reason (closed, invalid_row)."
+  "Rejected submit, submitAll, write and unsafeOffer calls, by reason (closed, invalid_row, full)."
 )
 
 // ---------------------------------------------------------------- pipeline / flush

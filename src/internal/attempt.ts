@@ -18,7 +18,7 @@ import * as Retry from "../Retry.js"
 import type * as Target from "../Target.js"
 import type { Classified, Part } from "./group.js"
 import type { Observer } from "./observer.js"
-import { runAttempt } from "./timeout.js"
+import { isLiveClock, runAttempt } from "./timeout.js"
 
 const defectReason: Retry.Classification = { retryable: false, reason: "defect" }
 
@@ -28,6 +28,7 @@ const graceMillis = (timeoutMillis: number): number => Math.min(1000, timeoutMil
 /** @internal */
 export class Attempts {
   private readonly retrySchedule: Schedule.Schedule<unknown, Classified>
+  private readonly plainTimer: boolean
 
   constructor(
     private readonly config: BatchFlowConfig,
@@ -39,6 +40,8 @@ export class Attempts {
     private readonly clock: Clock.Clock,
     /** Executor calls taking at least this long (retries included) are logged as a warning. */
     private readonly slowBatchMillis: number,
+    /** Whether each attempt gets its `BatchFlow.execute` span (see the engine's `tracing`). */
+    private readonly tracing: boolean,
     /** The answer of an attempt the engine stopped waiting for (see timeout.ts). */
     private readonly late: (
       target: Target.Any,
@@ -46,6 +49,7 @@ export class Attempts {
       exit: Exit.Exit<void | Partial, unknown>
     ) => Effect.Effect<void>
   ) {
+    this.plainTimer = isLiveClock(clock)
     this.retrySchedule = Schedule.mapInput(Retry.schedule(config.retry), (c: Classified) => c.classification)
   }
 
@@ -86,7 +90,8 @@ export class Attempts {
       timeout: this.config.timeout,
       grace: Duration.millis(Duration.isFinite(this.config.timeout) ? graceMillis(timeoutMillis) : 0),
       onTimeout: () =>
-        new AttemptTimeout({ target: target.name, timeoutMillis, graceMillis: graceMillis(timeoutMillis) })
+        new AttemptTimeout({ target: target.name, timeoutMillis, graceMillis: graceMillis(timeoutMillis) }),
+      plainTimer: this.plainTimer
     }
     const onLate = (exit: Exit.Exit<void | Partial, unknown>) => this.late(target, part, exit)
     const attemptOnce = Effect.suspend(() => {
@@ -111,26 +116,28 @@ export class Attempts {
     const first = this.semaphore.withPermits(1)(attemptOnce)
     const retry = Effect.suspend(() => this.retryPermits(target).withPermits(1)(first))
     const permit = Effect.suspend(() => (part.attempts === 0 ? first : retry))
-    const traced = Effect.suspend(() =>
-      Effect.withSpan(
-        Effect.onExit(permit, (exit) =>
-          Effect.annotateCurrentSpan(
-            this.attemptOutcome(target, part, exit, (classified) => {
-              last = classified
-            })
+    const traced = this.tracing
+      ? Effect.suspend(() =>
+          Effect.withSpan(
+            Effect.onExit(permit, (exit) =>
+              Effect.annotateCurrentSpan(
+                this.attemptOutcome(target, part, exit, (classified) => {
+                  last = classified
+                })
+              )
+            ),
+            "BatchFlow.execute",
+            {
+              attributes: {
+                "batchflow.target": target.name,
+                "batchflow.rows": part.rows.length,
+                "batchflow.attempt": part.attempts + 1
+              },
+              captureStackTrace: false
+            }
           )
-        ),
-        "BatchFlow.execute",
-        {
-          attributes: {
-            "batchflow.target": target.name,
-            "batchflow.rows": part.rows.length,
-            "batchflow.attempt": part.attempts + 1
-          },
-          captureStackTrace: false
-        }
-      )
-    )
+        )
+      : permit
     const classified = Effect.catchAllCause(traced, (cause) => {
       // Errors raised inside a span come wrapped (Effect attaches the span): report the original.
       const failure = Option.map(Cause.failureOption(cause), Cause.originalError)
@@ -155,9 +162,22 @@ export class Attempts {
       }
       return Effect.interrupt
     })
-    return Effect.onExit(Effect.retry(classified, this.retrySchedule), (exit) =>
-      this.executed(target, part, exit)
-    )
+    // Most calls succeed at once: the schedule's driver is only built after a first failure, which
+    // it is then given as its first input (so the backoff and the limits count it), without a rerun.
+    const withRetry = Effect.catchAll(classified, (first) => {
+      if (!first.classification.retryable || part.attempts >= this.config.retry.maxAttempts) {
+        return Effect.fail(first)
+      }
+      let pending: Classified | undefined = first
+      const again = Effect.suspend(() => {
+        if (pending === undefined) return classified
+        const error = pending
+        pending = undefined
+        return Effect.fail(error)
+      })
+      return Effect.retry(again, this.retrySchedule)
+    })
+    return Effect.onExit(withRetry, (exit) => this.executed(target, part, exit))
   }
 
   private attemptOutcome(

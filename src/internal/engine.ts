@@ -14,7 +14,7 @@
  * settlement, which commits or reports every row (settle.ts), and the close timeout (close.ts).
  */
 import * as Cause from "effect/Cause"
-import * as Clock from "effect/Clock"
+import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -37,6 +37,7 @@ import { closeTimeoutMessage, closeTimeoutReason, drainWorkers, engineFailureRea
 import { Completion } from "./completion.js"
 import { awaitGroups, FlushRequests } from "./flushRequests.js"
 import { type Ack, type Classified, type Group, makeGroup, type Part, slicePart } from "./group.js"
+import { Inline } from "./inline.js"
 import { EngineObserver, type FlushTrigger, noop as noopObserver, type Observer } from "./observer.js"
 import { KeyOrdering } from "./ordering.js"
 import * as Redact from "./redact.js"
@@ -93,7 +94,12 @@ export class Engine {
     private readonly observer: Observer,
     private readonly clock: Clock.Clock,
     /** Executor calls taking at least this long (retries included) are logged as a warning. */
-    slowBatchMillis: number
+    slowBatchMillis: number,
+    /**
+     * Whether spans are made (`BatchFlow.flush`, `BatchFlow.execute`, links to submitters' spans):
+     * only when the tracer of the layer's fibers is not Effect's default one (`recordsSpans`).
+     */
+    private readonly tracing: boolean
   ) {
     const classify = Retry.classifyWith([...userRules, ...executor.rules, Retry.engineRule])
     this.buffer = new RowBuffer(config.bufferSize)
@@ -110,6 +116,7 @@ export class Engine {
       observer,
       clock,
       slowBatchMillis,
+      tracing,
       (target, part, exit) => this.settlement.late(target, part, exit)
     )
   }
@@ -120,13 +127,50 @@ export class Engine {
 
   // ---------------------------------------------------------------- submit → buffer
 
+  /**
+   * Per-row `submit`: the row is validated, copied and put in the buffer when a generator `yield*`s
+   * the effect (see inline.ts), so a submit that finds room costs no run-loop operation.
+   */
   submit<A>(target: Target.Target<A>, row: A): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
-    return Effect.withFiberRuntime((fiber): Effect.Effect<void, InvalidRow | BatchFlowClosed> => {
-      const invalid = target.validate(row)
-      return invalid === undefined
-        ? this.enqueue(target, target.copy(row), undefined, fiber.currentSpan)
-        : this.rejectInvalid(invalid)
-    })
+    return new Submit(this, target, row)
+  }
+
+  /** @internal What `submit` does at once; returns the rest (`Effect.void` when the row is in). */
+  offer(target: Target.Any, row: unknown): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
+    const invalid = target.validate(row)
+    return invalid === undefined
+      ? this.enqueue(target, target.copy(row as never), undefined, this.currentSpan())
+      : this.rejectInvalid(invalid)
+  }
+
+  /**
+   * Outside Effect: accepts the row at once if there is room, without waiting. Returns `false`, and
+   * accepts nothing, when the buffer (or the target's retry backlog) is full or the flow is closed.
+   * Throws the `InvalidRow` of a row that fails validation.
+   */
+  unsafeOffer<A>(target: Target.Target<A>, row: A): boolean {
+    const invalid = target.validate(row)
+    if (invalid !== undefined) throw this.invalidError(invalid)
+    if (this.closing) {
+      this.observer.submitRejected(target.name, "closed")
+      return false
+    }
+    if (this.backlogFull(target) || this.buffer.size >= this.buffer.capacity) {
+      this.observer.submitRejected(target.name, "full")
+      return false
+    }
+    this.accept(target, target.copy(row), undefined, undefined)
+    return true
+  }
+
+  /**
+   * The span of the fiber running now, for the flush span's links: looked up only when spans are
+   * recorded at all (see `tracing`).
+   */
+  private currentSpan(): Tracer.AnySpan | undefined {
+    if (!this.tracing) return undefined
+    const fiber = Fiber.getCurrentFiber()
+    return fiber._tag === "Some" ? fiber.value.currentSpan : undefined
   }
 
   write<A>(
@@ -138,30 +182,39 @@ export class Engine {
         const invalid = target.validate(row)
         if (invalid !== undefined) return this.rejectInvalid(invalid)
         const ack: Ack = new Completion()
-        return Effect.zipRight(this.enqueue(target, target.copy(row), ack, fiber.currentSpan), ack.await)
+        const span = this.tracing ? fiber.currentSpan : undefined
+        return Effect.zipRight(this.enqueue(target, target.copy(row), ack, span), ack.await)
       }
     )
   }
 
+  /** Like `submit`, the work is done when the effect is `yield*`ed (see inline.ts). */
   submitAll<A>(
     target: Target.Target<A>,
     input: Iterable<A>
   ): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
-    return Effect.withFiberRuntime((fiber): Effect.Effect<void, InvalidRow | BatchFlowClosed> => {
-      const given = Array.isArray(input) ? (input as ReadonlyArray<A>) : Array.from(input)
-      const rows = new Array<A>(given.length)
-      for (let i = 0; i < given.length; i++) {
-        const invalid = target.validate(given[i])
-        if (invalid !== undefined) return this.rejectInvalid(withIndex(invalid, i))
-        rows[i] = target.copy(given[i]!)
-      }
-      return rows.length === 0 ? Effect.void : this.enqueueAll(target, rows, 0, fiber.currentSpan)
-    })
+    return new SubmitAll(this, target, input)
+  }
+
+  /** @internal What `submitAll` does at once; returns the rest (`Effect.void` when all are in). */
+  offerAll(target: Target.Any, input: Iterable<unknown>): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
+    const given = Array.isArray(input) ? (input as ReadonlyArray<unknown>) : Array.from(input)
+    const rows = new Array<unknown>(given.length)
+    for (let i = 0; i < given.length; i++) {
+      const invalid = target.validate(given[i])
+      if (invalid !== undefined) return this.rejectInvalid(withIndex(invalid, i))
+      rows[i] = target.copy(given[i] as never)
+    }
+    return rows.length === 0 ? Effect.void : this.enqueueAll(target, rows, 0, this.currentSpan())
+  }
+
+  private invalidError(invalid: InvalidRow): InvalidRow {
+    this.observer.submitRejected(invalid.target, "invalid_row")
+    return this.redaction.logRowValues ? withValue(invalid, this.redaction) : invalid
   }
 
   private rejectInvalid(invalid: InvalidRow): Effect.Effect<never, InvalidRow> {
-    this.observer.submitRejected(invalid.target, "invalid_row")
-    return Effect.fail(this.redaction.logRowValues ? withValue(invalid, this.redaction) : invalid)
+    return Effect.fail(this.invalidError(invalid))
   }
 
   /**
@@ -208,10 +261,7 @@ export class Engine {
     if (waitingSince !== undefined) {
       this.observer.submitWaited(target.name, this.clock.unsafeCurrentTimeMillis() - waitingSince)
     }
-    buffer.push(target, row, ack, span)
-    this.accepted++
-    const size = buffer.size
-    if (this.wake !== undefined && size >= this.wakeAt) this.signalWake()
+    const size = this.accept(target, row, ack, span)
     if (size % this.config.flushSize !== 0) return Effect.void
     // Once per full batch, let the workers run: rows that wait in the buffer live longer, and rows
     // that survive young-generation collections are what makes GC expensive. At most every 50 ms,
@@ -221,6 +271,21 @@ export class Engine {
     if (now - this.lastTurn < 50) return Effect.yieldNow()
     this.lastTurn = now
     return eventLoopTurn
+  }
+
+  /** Puts one row in the buffer (the caller checked for room); returns the buffer's new size. */
+  private accept(
+    target: Target.Any,
+    row: unknown,
+    ack: Ack | undefined,
+    span: Tracer.AnySpan | undefined
+  ): number {
+    const buffer = this.buffer
+    buffer.push(target, row, ack, span)
+    this.accepted++
+    const size = buffer.size
+    if (this.wake !== undefined && size >= this.wakeAt) this.signalWake()
+    return size
   }
 
   /**
@@ -300,7 +365,7 @@ export class Engine {
    */
   readonly worker: Effect.Effect<void> = Effect.gen(this, function* () {
     while (true) {
-      const now = yield* Clock.currentTimeMillis
+      const now = this.clock.unsafeCurrentTimeMillis()
       const next = this.nextStep(now)
       if (next === "done") return
       if (typeof next !== "string") {
@@ -310,8 +375,7 @@ export class Engine {
       yield* Effect.uninterruptibleMask((restore) =>
         Effect.suspend(() => this.flushBatch(Math.min(this.size, this.config.flushSize), next, now, restore))
       )
-      if (this.size === 0) this.batchStart = undefined
-      else this.batchStart = yield* Clock.currentTimeMillis
+      this.batchStart = this.size === 0 ? undefined : this.clock.unsafeCurrentTimeMillis()
     }
   })
 
@@ -350,7 +414,7 @@ export class Engine {
     n: number,
     trigger: FlushTrigger,
     now: number,
-    links: Set<Tracer.AnySpan>
+    links: Set<Tracer.AnySpan> | undefined
   ): ReadonlyArray<Group> {
     const waitedMillis = this.batchStart === undefined ? 0 : now - this.batchStart
     const assembleStart = this.clock.unsafeCurrentTimeNanos()
@@ -381,35 +445,50 @@ export class Engine {
   private flushBatch(n: number, trigger: FlushTrigger, now: number, restore: Restore): Effect.Effect<void> {
     // Another worker may have emptied the buffer since this one decided to flush: nothing to do.
     if (n === 0) return Effect.void
-    const links = new Set<Tracer.AnySpan>()
+    const links = this.tracing ? new Set<Tracer.AnySpan>() : undefined
     const groups = this.take(n, trigger, now, links)
     const failed = () => groups.some((group) => group.failed)
-    return Effect.zipRight(
-      Effect.flatMap(Effect.runtime<never>(), (runtime) => restore(this.runBatch(groups, runtime))),
-      Effect.suspend(() => Effect.annotateCurrentSpan("batchflow.outcome", failed() ? "failure" : "success"))
-    ).pipe(
-      Effect.withSpan("BatchFlow.flush", {
-        attributes: { "batchflow.trigger": trigger, "batchflow.rows": n, "batchflow.groups": groups.length },
-        links: Array.from(links, (span): Tracer.SpanLink => ({ _tag: "SpanLink", span, attributes: {} })),
-        captureStackTrace: false
-      }),
-      Effect.ensuring(
-        Effect.suspend(() => {
-          const finished = Effect.sync(() =>
-            this.observer.batchFinished({
-              trigger,
-              rows: n,
-              groups: groups.length,
-              durationMillis: this.clock.unsafeCurrentTimeMillis() - now,
-              failed: failed()
+    const run = Effect.flatMap(Effect.runtime<never>(), (runtime) => restore(this.runBatch(groups, runtime)))
+    const traced =
+      links === undefined
+        ? run
+        : Effect.zipRight(
+            run,
+            Effect.suspend(() =>
+              Effect.annotateCurrentSpan("batchflow.outcome", failed() ? "failure" : "success")
+            )
+          ).pipe(
+            Effect.withSpan("BatchFlow.flush", {
+              attributes: {
+                "batchflow.trigger": trigger,
+                "batchflow.rows": n,
+                "batchflow.groups": groups.length
+              },
+              links: Array.from(
+                links,
+                (span): Tracer.SpanLink => ({ _tag: "SpanLink", span, attributes: {} })
+              ),
+              captureStackTrace: false
             })
           )
-          // A group that handed off to back off is still writing: the batch is finished with it.
-          return groups.every((group) => group.done.isDone)
-            ? finished
-            : Effect.asVoid(Effect.forkDaemon(Effect.zipRight(awaitGroups(groups), finished)))
-        })
-      )
+    return Effect.ensuring(
+      traced,
+      Effect.suspend(() => {
+        const finished = () =>
+          this.observer.batchFinished({
+            trigger,
+            rows: n,
+            groups: groups.length,
+            durationMillis: this.clock.unsafeCurrentTimeMillis() - now,
+            failed: failed()
+          })
+        // A group that handed off to back off is still writing: the batch is finished with it.
+        if (groups.every((group) => group.done.isDone)) {
+          finished()
+          return Effect.void
+        }
+        return Effect.asVoid(Effect.forkDaemon(Effect.zipRight(awaitGroups(groups), Effect.sync(finished))))
+      })
     )
   }
 
@@ -496,10 +575,14 @@ export class Engine {
   // ---------------------------------------------------------------- execute → acknowledge
 
   private runGroup(group: Group, restore: Restore): Effect.Effect<void> {
-    const body = Effect.gen(this, function* () {
-      for (const dep of group.deps) yield* dep.done.await
-      yield* this.runPart(group, group)
-    })
+    const part = this.runPart(group, group)
+    const body =
+      group.deps.length === 0
+        ? part
+        : Effect.zipRight(
+            Effect.forEach(group.deps, (dep) => dep.done.await, { discard: true }),
+            part
+          )
     return restore(body).pipe(
       Effect.onExit((exit) =>
         Effect.suspend(() => {
@@ -674,6 +757,45 @@ export class Engine {
   }))
 }
 
+/** `flow.submit(target, row)`: the engine's `offer`, run when the effect is (see inline.ts). */
+class Submit extends Inline<InvalidRow | BatchFlowClosed> {
+  constructor(
+    private readonly engine: Engine,
+    private readonly target: Target.Any,
+    private readonly row: unknown
+  ) {
+    super()
+  }
+  protected now(): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
+    return this.engine.offer(this.target, this.row)
+  }
+}
+
+/** `flow.submitAll(target, rows)`: the engine's `offerAll`, run when the effect is. */
+class SubmitAll extends Inline<InvalidRow | BatchFlowClosed> {
+  constructor(
+    private readonly engine: Engine,
+    private readonly target: Target.Any,
+    private readonly rows: Iterable<unknown>
+  ) {
+    super()
+  }
+  protected now(): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
+    return this.engine.offerAll(this.target, this.rows)
+  }
+}
+
+let nativeTracer: Tracer.Tracer | undefined
+
+/**
+ * Whether `tracer` records spans anyone can read: Effect's own default tracer keeps them in memory
+ * only, so with it the engine makes no spans at all (they cost a third of a batch's Effect work).
+ */
+const recordsSpans = (tracer: Tracer.Tracer): boolean => {
+  nativeTracer ??= Effect.runSync(Effect.tracer)
+  return tracer !== nativeTracer
+}
+
 const eventLoopTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
   setImmediate(() => resume(Effect.void))
 })
@@ -701,7 +823,8 @@ export const make = (
       failureBox,
       observer,
       clock,
-      Duration.toMillis(slowBatchThreshold)
+      Duration.toMillis(slowBatchThreshold),
+      recordsSpans(yield* Effect.tracer)
     )
     observer.started({
       concurrency: config.concurrency,

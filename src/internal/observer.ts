@@ -106,7 +106,7 @@ export interface Observer {
   /** A submit that found the buffer full: how long it waited (ms) before it was accepted. */
   readonly submitWaited: (target: string, millis: number) => void
   /** A submit rejected: "closed" or "invalid_row". */
-  readonly submitRejected: (target: string, reason: "closed" | "invalid_row") => void
+  readonly submitRejected: (target: string, reason: "closed" | "invalid_row" | "full") => void
   readonly batchTaken: (batch: BatchTaken) => void
   /** A failed attempt; `final` when it is not retried. */
   readonly attemptFailed: (target: string, reason: string, final: boolean) => void

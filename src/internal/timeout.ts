@@ -19,10 +19,10 @@
  * the attempt runs on, and when it ends its exit goes to `onLate`, so the real outcome is recorded.
  * Nothing here keeps the process alive: the timer is interrupted as soon as the wait ends.
  */
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
-import type * as Fiber from "effect/Fiber"
 import * as Runtime from "effect/Runtime"
 
 /** @internal */
@@ -32,7 +32,17 @@ export interface Deadline<E2> {
   /** How long past `timeout` the attempt may still answer before it is abandoned. */
   readonly grace: Duration.Duration
   readonly onTimeout: () => E2
+  /**
+   * Whether the deadline may be a plain `setTimeout` (the clock is Effect's live one): one Node timer
+   * instead of a timer fiber per attempt. Under a `TestClock` the fiber's sleep is what the test moves.
+   */
+  readonly plainTimer: boolean
 }
+
+const LiveClock = Clock.make().constructor
+
+/** @internal Whether `clock` is Effect's live clock (not a `TestClock` or another of the user's). */
+export const isLiveClock = (clock: Clock.Clock): boolean => clock.constructor === LiveClock
 
 /** @internal */
 export const runAttempt = <A, E, E2>(
@@ -48,31 +58,34 @@ export const runAttempt = <A, E, E2>(
       return Effect.async<A, E | E2>((resume) => {
         // Whether the caller has stopped waiting (deadline or interruption): the exit is then late.
         let abandoned = false
-        let timer: Fiber.RuntimeFiber<void> | undefined
+        let stopTimer: (() => void) | undefined
         attempt.addObserver((exit) => {
           if (abandoned) {
             Runtime.runFork(runtime)(onLate(exit))
             return
           }
           abandoned = true
-          timer?.unsafeInterruptAsFork(timer.id())
+          stopTimer?.()
           resume(exit)
         })
         if (Duration.isFinite(deadline.timeout)) {
-          timer = Runtime.runFork(runtime)(
-            Effect.zipRight(
-              Effect.sleep(Duration.sum(deadline.timeout, deadline.grace)),
-              Effect.sync(() => {
-                if (abandoned) return
-                abandoned = true
-                resume(Effect.fail(deadline.onTimeout()))
-              })
-            )
-          )
+          const expire = () => {
+            if (abandoned) return
+            abandoned = true
+            resume(Effect.fail(deadline.onTimeout()))
+          }
+          const after = Duration.sum(deadline.timeout, deadline.grace)
+          if (deadline.plainTimer) {
+            const handle = setTimeout(expire, Duration.toMillis(after))
+            stopTimer = () => clearTimeout(handle)
+          } else {
+            const timer = Runtime.runFork(runtime)(Effect.zipRight(Effect.sleep(after), Effect.sync(expire)))
+            stopTimer = () => timer.unsafeInterruptAsFork(timer.id())
+          }
         }
         return Effect.sync(() => {
           abandoned = true
-          timer?.unsafeInterruptAsFork(timer.id())
+          stopTimer?.()
         })
       })
     })
