@@ -202,6 +202,39 @@ export const RowEncodeError: typeof errors.RowEncodeError = errors.RowEncodeErro
 export type RowEncodeError = errors.RowEncodeError
 
 /**
+ * A row's value would not be stored as it is: its column would round it (a fraction into an integer
+ * column, more fractional digits than a DECIMAL / `numeric(p, s)` scale) or clamp it (outside the
+ * column's range). Found before the write from the column types the server's catalog gives (MySQL /
+ * MariaDB: integer types, BIT, YEAR, DECIMAL; PostgreSQL: `numeric(p, s)`). Row-level
+ * (`bad_value`): the engine isolates the row and commits the others. `column` names the field.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const ColumnValueError: typeof errors.ColumnValueError = errors.ColumnValueError
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type ColumnValueError = errors.ColumnValueError
+
+/**
+ * Reading a table's column types from the server's catalog failed: nothing was written. Classified
+ * by its cause (e.g. a lost connection: retryable `connection`), never as an unknown outcome.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const ColumnLookupError: typeof errors.ColumnLookupError = errors.ColumnLookupError
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type ColumnLookupError = errors.ColumnLookupError
+
+/**
  * A batch's statement failed. Carries the table, the driver's message and code (SQLSTATE, MySQL
  * errno or SQLite result code) and, as `cause`, the `SqlError` from `@effect/sql` (whose own `cause`
  * is the driver's error object). This is the `cause` of a SQL `BatchFailure`.

@@ -74,6 +74,8 @@ export interface DedupeStats {
 export interface Plan {
   readonly statements: ReadonlyArray<Statement>
   readonly dedupe: DedupeStats
+  /** The rows written: after dedupe and encoding (what the column checks look at). */
+  readonly rows: ReadonlyArray<unknown>
 }
 
 type Row = Record<string, unknown>
@@ -271,7 +273,8 @@ export const plan = (
   options: BuildOptions
 ): Plan => {
   const own = internals(table)
-  if (input.length === 0) return { statements: [], dedupe: { rowsIn: 0, rowsOut: 0, nullKeys: 0 } }
+  if (input.length === 0)
+    return { statements: [], dedupe: { rowsIn: 0, rowsOut: 0, nullKeys: 0 }, rows: input }
   const deduped = dedupe(table, own.keyOf, input)
   let rows = deduped.rows
   if (own.encode !== undefined) {
@@ -317,7 +320,8 @@ export const plan = (
   }
   return {
     statements,
-    dedupe: { rowsIn: input.length, rowsOut: rows.length, nullKeys: deduped.nullKeys }
+    dedupe: { rowsIn: input.length, rowsOut: rows.length, nullKeys: deduped.nullKeys },
+    rows
   }
 }
 

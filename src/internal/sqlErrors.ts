@@ -36,6 +36,62 @@ export class RowEncodeError extends Schema.TaggedError<RowEncodeError>()("RowEnc
 }
 
 /**
+ * A row's value would not be stored as it is: the column would round it (a fraction into an integer
+ * column, more fractional digits than a DECIMAL's scale) or clamp it (outside the column's range).
+ * Found before the write, from the column types the server's catalog gives. Row-level (`bad_value`):
+ * the engine isolates the row and commits the others.
+ *
+ * @internal
+ */
+export class ColumnValueError extends Schema.TaggedError<ColumnValueError>()("ColumnValueError", {
+  table: Schema.String,
+  /** The row's field (the column's name). */
+  column: Schema.String,
+  /** The column's type as the server shows it, e.g. `bigint(20)`, `decimal(5,2)`. */
+  columnType: Schema.String,
+  /**
+   * `fraction`: a fraction for an integer column; `scale`: more fractional digits than the column's
+   * scale; `range`: outside the column's range or digits.
+   */
+  problem: Schema.Literal("fraction", "scale", "range"),
+  /** What is wrong with the value (it quotes the value; masked in messages by default). */
+  detail: Schema.String
+}) {
+  readonly [BatchFlowError.TypeId]: BatchFlowError.TypeId = BatchFlowError.TypeId
+  override get message(): string {
+    const advice =
+      this.problem === "fraction"
+        ? "round it yourself, declare the field Schema.Int so that submit rejects it, or make the column DECIMAL or DOUBLE"
+        : this.problem === "scale"
+          ? "round it to the column's scale yourself, or give the column a larger scale"
+          : "write a value within the column's range, or widen the column's type"
+    return `Field "${this.column}" of table "${this.table}" was not written: ${this.detail}. To store it, ${advice}.`
+  }
+}
+
+/**
+ * The column types of a table could not be read from the server's catalog (a connection error,
+ * most often): nothing was written. Classified by its cause, never as an unknown outcome.
+ *
+ * @internal
+ */
+export class ColumnLookupError extends Schema.TaggedError<ColumnLookupError>()("ColumnLookupError", {
+  table: Schema.String,
+  /** The `SqlError` from `@effect/sql`. */
+  cause: Schema.Defect
+}) {
+  readonly [BatchFlowError.TypeId]: BatchFlowError.TypeId = BatchFlowError.TypeId
+  override get message(): string {
+    const cause = this.cause as {
+      readonly message?: unknown
+      readonly cause?: { readonly message?: unknown }
+    }
+    const inner = typeof cause?.cause?.message === "string" ? cause.cause.message : cause?.message
+    return `Reading the column types of table "${this.table}" failed, nothing was written: ${String(inner)}`
+  }
+}
+
+/**
  * The executor was given a target that is not a `Table`.
  *
  * @internal

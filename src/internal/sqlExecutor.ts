@@ -29,6 +29,8 @@ import {
   type StatementOptions
 } from "./sqlBuild.js"
 import {
+  ColumnLookupError,
+  ColumnValueError,
   describeSqlError,
   NotATable,
   RowEncodeError,
@@ -36,6 +38,7 @@ import {
   UnsupportedDialect
 } from "./sqlErrors.js"
 import { sqlRule } from "./sqlRules.js"
+import { checkNumeric, mysqlNumericColumn, type NumericColumn, pgNumericColumn } from "./sqlValues.js"
 
 /** @internal */
 export const dialectOf = (sql: SqlClient.SqlClient): Dialect | string =>
@@ -199,6 +202,151 @@ const sqliteRunner = (sql: SqlClient.SqlClient): Runner => ({
   oneTrip: () => undefined
 })
 
+// ---------------------------------------------------------------- column types
+
+/** A numeric column of a table and the row field it is written from. */
+interface ColumnCheck {
+  readonly field: string
+  readonly column: NumericColumn
+}
+
+/**
+ * The numeric column types of the tables a client writes, read from the server's catalog once per
+ * table (and again after `catalogTtlMillis`, or after a write failed with a schema error), so that a
+ * value the column would round or clamp fails as its row's `bad_value` instead of being stored
+ * changed. A table the catalog does not know (not created yet) is not cached: its write goes out
+ * unchecked and fails on the server as a missing table; the next batch reads the catalog again.
+ */
+interface Catalog {
+  /** The checks of a table when read and fresh; `undefined` when the catalog must be read. */
+  readonly cached: (table: Table.Any) => ReadonlyArray<ColumnCheck> | undefined
+  readonly lookup: (table: Table.Any) => Effect.Effect<ReadonlyArray<ColumnCheck>, ColumnLookupError>
+  readonly forget: (table: Table.Any) => void
+}
+
+/** How long a table's column types are trusted before they are read again. */
+const catalogTtlMillis = 60_000
+
+const none: ReadonlyArray<ColumnCheck> = []
+
+const makeCatalog = (
+  /** The table's numeric columns, `undefined` when the catalog has no column of it at all. */
+  read: (table: Table.Any) => Effect.Effect<ReadonlyArray<NumericColumn> | undefined, SqlError>,
+  caseInsensitive: boolean
+): Catalog => {
+  const entries = new WeakMap<
+    Table.Any,
+    { readonly checks: ReadonlyArray<ColumnCheck>; readonly at: number }
+  >()
+  const norm = caseInsensitive ? (name: string) => name.toLowerCase() : (name: string) => name
+  return {
+    cached: (table) => {
+      const entry = entries.get(table)
+      return entry !== undefined && Date.now() - entry.at < catalogTtlMillis ? entry.checks : undefined
+    },
+    lookup: (table) =>
+      Effect.map(
+        Effect.mapError(read(table), (cause) => new ColumnLookupError({ table: table.name, cause })),
+        (found) => {
+          if (found === undefined) return none
+          const byName = new Map(found.map((column) => [norm(column.name), column]))
+          const checks: Array<ColumnCheck> = []
+          for (const field of table.columns) {
+            const column = byName.get(norm(field))
+            if (column !== undefined) checks.push({ field, column })
+          }
+          entries.set(table, { checks: checks.length === 0 ? none : checks, at: Date.now() })
+          return checks
+        }
+      ),
+    forget: (table) => {
+      entries.delete(table)
+    }
+  }
+}
+
+/** The first value of `rows` its column would not keep as it is, as the row's error. */
+const firstBadValue = (
+  table: Table.Any,
+  checks: ReadonlyArray<ColumnCheck>,
+  rows: ReadonlyArray<unknown>
+): ColumnValueError | undefined => {
+  for (const { field, column } of checks) {
+    for (let i = 0; i < rows.length; i++) {
+      const value = (rows[i] as Record<string, unknown>)[field]
+      if (value === null || value === undefined) continue
+      const problem = checkNumeric(column, value)
+      if (problem !== undefined) {
+        return new ColumnValueError({
+          table: table.name,
+          column: field,
+          columnType: column.type,
+          problem: problem.problem,
+          detail: problem.detail
+        })
+      }
+    }
+  }
+  return undefined
+}
+
+type MysqlColumnRow = {
+  readonly t: string
+  readonly c: string
+  readonly d: string
+  readonly ct: string
+  readonly p: number | string | null
+  readonly s: number | string | null
+}
+
+const mysqlColumnsQuery =
+  "SELECT TABLE_NAME AS t, COLUMN_NAME AS c, DATA_TYPE AS d, COLUMN_TYPE AS ct, NUMERIC_PRECISION AS p, NUMERIC_SCALE AS s FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?"
+
+/**
+ * MySQL/MariaDB round a fraction written into an integer column (1.5 → 2, also as text '1.5'), a
+ * DECIMAL's extra fractional digits (a note, not a warning: strict mode lets it pass), and clamp
+ * out-of-range values outside strict mode: every integer type, BIT, YEAR and DECIMAL is checked.
+ */
+const mysqlCatalog = (sql: SqlClient.SqlClient): Catalog =>
+  makeCatalog((table) => {
+    const name = table.path[table.path.length - 1]!
+    const schema = table.path.length > 1 ? table.path[table.path.length - 2]! : null
+    return Effect.map(sql.unsafe<MysqlColumnRow>(mysqlColumnsQuery, [schema, name]), (rows) => {
+      if (rows.length === 0) return undefined
+      // information_schema compares names case-insensitively on some servers: prefer the exact table.
+      const exact = rows.filter((row) => row.t === name)
+      const own = exact.length > 0 ? exact : new Set(rows.map((row) => row.t)).size === 1 ? rows : []
+      if (own.length === 0) return undefined
+      const numeric = (u: number | string | null) => (u === null ? null : Number(u))
+      return own.flatMap((row) => {
+        const column = mysqlNumericColumn(row.c, row.d, row.ct, numeric(row.p), numeric(row.s))
+        return column === undefined ? [] : [column]
+      })
+    })
+  }, true)
+
+const pgColumnsQuery =
+  "SELECT a.attname AS c, format_type(a.atttypid, a.atttypmod) AS t FROM pg_catalog.pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped"
+
+/**
+ * PostgreSQL rejects a fraction for its integer types (22P02, a row-level `bad_value` the engine
+ * isolates), but rounds a value to a `numeric(p, s)` column's scale: those columns are checked.
+ */
+const pgCatalog = (sql: SqlClient.SqlClient): Catalog =>
+  makeCatalog((table) => {
+    const name = table.path.map((part) => `"${part.replaceAll('"', '""')}"`).join(".")
+    return Effect.map(
+      sql.unsafe<{ readonly c: string; readonly t: string }>(pgColumnsQuery, [name]),
+      (rows) => {
+        if (rows.length === 0) return undefined
+        return rows.flatMap((row) => {
+          const column = pgNumericColumn(row.c, row.t)
+          return column === undefined ? [] : [column]
+        })
+      }
+    )
+  }, false)
+
 /**
  * Runs a whole transaction sent as one text (`Runner.oneTrip`) on a reserved connection. After an
  * error the session may be left in the failed transaction: ROLLBACK ends it (its own failure changes
@@ -278,12 +426,14 @@ export const make = (
       }
       return found
     }
+    const catalog = dialect === "mysql" ? mysqlCatalog(sql) : dialect === "pg" ? pgCatalog(sql) : undefined
+    type Failure = SqlWriteError | NotATable | RowEncodeError | ColumnValueError | ColumnLookupError
     const execute = (
       target: Parameters<BatchExecutor.BatchExecutor["execute"]>[0],
       rows: ReadonlyArray<unknown>,
       attempt?: BatchExecutor.Attempt
     ) =>
-      Effect.suspend((): Effect.Effect<void, SqlWriteError | NotATable | RowEncodeError> => {
+      Effect.suspend((): Effect.Effect<void, Failure> => {
         // The server gets what is left of the attempt's time when each statement starts, so that it
         // ends the statement by the engine's own deadline (time spent waiting for a connection counts).
         const timeoutMillis = attempt?.timeoutMillis ?? Number.POSITIVE_INFINITY
@@ -291,74 +441,94 @@ export const make = (
           ? Date.now() + timeoutMillis
           : Number.POSITIVE_INFINITY
         if (!Table.isTable(target)) return Effect.fail(new NotATable({ target: target.name }))
-        let planned: Plan
-        try {
-          planned = plan(dialect, target, rows, opts)
-        } catch (error) {
-          if (error instanceof RowEncodeError) return Effect.fail(error)
-          throw error
-        }
-        const [inCounter, outCounter] = countersOf(target.name)
-        const statements = planned.statements
-        const transaction =
-          statements.length > 1 || (runner.deadlineNeedsTransaction && Number.isFinite(deadline))
-        // One statement with a deadline: a single round trip where the dialect can send it so.
-        const oneTrip =
-          transaction && statements.length === 1 && Number.isFinite(deadline)
-            ? runner.oneTrip(statements[0]!)
-            : undefined
-        const write = Effect.mapError(
-          oneTrip !== undefined
-            ? inOneTrip(sql, () => oneTrip(deadline))
-            : transaction
-              ? inTransaction(
-                  sql,
-                  () => runner.begin(deadline),
-                  (conn) =>
-                    Effect.forEach(statements, (statement) => runner.run(statement, deadline, conn), {
-                      discard: true
-                    })
-                )
-              : runner.reserveSingle
-                ? Effect.scoped(
-                    Effect.flatMap(sql.reserve, (conn) =>
-                      Effect.asVoid(runner.run(statements[0]!, deadline, conn))
-                    )
-                  )
-                : Effect.suspend(() => Effect.asVoid(runner.run(statements[0]!, deadline, undefined))),
-          (error) =>
-            describeSqlError(
-              error,
-              target.name,
-              planned.dedupe.rowsOut,
-              fingerprintOf(dialect, target, opts.pgForm)
-            )
-        )
-        const gone = planned.dedupe.rowsIn - planned.dedupe.rowsOut
-        const ignore = target.conflict._tag === "Ignore"
-        const report = reportOperation({
-          target: target.name,
-          backend: "sql",
-          operation: target.conflict._tag === "None" ? "insert" : "upsert",
-          inputRows: planned.dedupe.rowsIn,
-          outputRows: planned.dedupe.rowsOut,
-          commands: statements.length,
-          args: statements.reduce((n, statement) => n + statement.params.length, 0),
-          dedupe: {
-            strategy: Conflict.mode(target.conflict),
-            deduplicated: ignore ? gone : 0,
-            merged: ignore ? 0 : gone
-          }
-        })
-        // Counted once the batch is committed, so retries and failures do not inflate the counts.
-        return Effect.zipLeft(
-          Effect.zipRight(report, write),
-          Effect.zipRight(
-            Metric.incrementBy(inCounter, planned.dedupe.rowsIn),
-            Metric.incrementBy(outCounter, planned.dedupe.rowsOut)
-          )
-        )
+        if (catalog === undefined) return writeBatch(target, rows, deadline, none)
+        const checks = catalog.cached(target)
+        return checks !== undefined
+          ? writeBatch(target, rows, deadline, checks)
+          : Effect.flatMap(catalog.lookup(target), (read) => writeBatch(target, rows, deadline, read))
       })
+    const writeBatch = (
+      target: Table.Any,
+      rows: ReadonlyArray<unknown>,
+      deadline: number,
+      checks: ReadonlyArray<ColumnCheck>
+    ): Effect.Effect<void, Failure> => {
+      let planned: Plan
+      try {
+        planned = plan(dialect, target, rows, opts)
+      } catch (error) {
+        if (error instanceof RowEncodeError) return Effect.fail(error)
+        throw error
+      }
+      if (checks.length > 0) {
+        const bad = firstBadValue(target, checks, planned.rows)
+        if (bad !== undefined) return Effect.fail(bad)
+      }
+      const [inCounter, outCounter] = countersOf(target.name)
+      const statements = planned.statements
+      const transaction =
+        statements.length > 1 || (runner.deadlineNeedsTransaction && Number.isFinite(deadline))
+      // One statement with a deadline: a single round trip where the dialect can send it so.
+      const oneTrip =
+        transaction && statements.length === 1 && Number.isFinite(deadline)
+          ? runner.oneTrip(statements[0]!)
+          : undefined
+      const write = Effect.mapError(
+        oneTrip !== undefined
+          ? inOneTrip(sql, () => oneTrip(deadline))
+          : transaction
+            ? inTransaction(
+                sql,
+                () => runner.begin(deadline),
+                (conn) =>
+                  Effect.forEach(statements, (statement) => runner.run(statement, deadline, conn), {
+                    discard: true
+                  })
+              )
+            : runner.reserveSingle
+              ? Effect.scoped(
+                  Effect.flatMap(sql.reserve, (conn) =>
+                    Effect.asVoid(runner.run(statements[0]!, deadline, conn))
+                  )
+                )
+              : Effect.suspend(() => Effect.asVoid(runner.run(statements[0]!, deadline, undefined))),
+        (error) => {
+          const described = describeSqlError(
+            error,
+            target.name,
+            planned.dedupe.rowsOut,
+            fingerprintOf(dialect, target, opts.pgForm)
+          )
+          // The table may have changed (altered, dropped, created anew): read its columns again.
+          if (catalog !== undefined && sqlRule(described)?.reason === "schema") catalog.forget(target)
+          return described
+        }
+      )
+      const gone = planned.dedupe.rowsIn - planned.dedupe.rowsOut
+      const ignore = target.conflict._tag === "Ignore"
+      const report = reportOperation({
+        target: target.name,
+        backend: "sql",
+        operation: target.conflict._tag === "None" ? "insert" : "upsert",
+        inputRows: planned.dedupe.rowsIn,
+        outputRows: planned.dedupe.rowsOut,
+        commands: statements.length,
+        args: statements.reduce((n, statement) => n + statement.params.length, 0),
+        dedupe: {
+          strategy: Conflict.mode(target.conflict),
+          deduplicated: ignore ? gone : 0,
+          merged: ignore ? 0 : gone
+        }
+      })
+      // Counted once the batch is committed, so retries and failures do not inflate the counts.
+      return Effect.zipLeft(
+        Effect.zipRight(report, write),
+        Effect.zipRight(
+          Metric.incrementBy(inCounter, planned.dedupe.rowsIn),
+          Metric.incrementBy(outCounter, planned.dedupe.rowsOut)
+        )
+      )
+    }
     return BatchExecutor.make(execute, { rules: [sqlRule] })
   })
 

@@ -287,15 +287,22 @@ const lostReasons = new Set(["connection", "timeout"])
 
 /**
  * The SQL rule: looks into `SqlError.cause` (and one more `cause` level for wrapped driver errors).
- * Our own row-encoding failures are row-level `bad_value`; a non-table target is `not_a_table`. A
- * connection lost while a statement ran is retryable with an unknown outcome (see
+ * Our own row-encoding failures and values a column would round (`ColumnValueError`) are row-level
+ * `bad_value`; a failed read of a table's column types is classified by its cause, as known not
+ * written; a non-table target is `not_a_table`. A connection lost while a statement ran is retryable with an unknown outcome (see
  * `Classification.unknownOutcome`); a server-side timeout (PostgreSQL 57014, MariaDB 1969) is a
  * known rollback.
  *
  * @internal
  */
 export const sqlRule: Rule = (error) => {
-  if (Predicate.isTagged(error, "RowEncodeError")) return row("bad_value")
+  if (Predicate.isTagged(error, "RowEncodeError") || Predicate.isTagged(error, "ColumnValueError"))
+    return row("bad_value")
+  // Reading the catalog wrote nothing: neither an unknown outcome nor one row's fault.
+  if (Predicate.isTagged(error, "ColumnLookupError")) {
+    const c = sqlRule((error as { readonly cause?: unknown }).cause)
+    return c === undefined ? undefined : { retryable: c.retryable, reason: c.reason }
+  }
   if (Predicate.isTagged(error, "NotATable")) return final("not_a_table")
   if (Predicate.isTagged(error, "SqlWriteError"))
     return sqlRule((error as { readonly cause?: unknown }).cause)
