@@ -129,7 +129,21 @@ describe("effect-batchflow bench", () => {
         expect(v.medianRowsPerSecond).toBeGreaterThan(0)
         expect(v.minRowsPerSecond).toBeLessThanOrEqual(v.maxRowsPerSecond)
         expect(v.peakRssMiB).toBeGreaterThan(10)
+        // Node CPU per row over each run's clock: positive, min ≤ median ≤ max.
+        expect(v.minCpuMicrosPerRow).toBeGreaterThan(0)
+        expect(v.minCpuMicrosPerRow).toBeLessThanOrEqual(v.medianCpuMicrosPerRow)
+        expect(v.medianCpuMicrosPerRow).toBeLessThanOrEqual(v.maxCpuMicrosPerRow)
       }
+      expect(report.ratios[0]!.cpu.min).toBeGreaterThan(0)
+      expect(report.ratios[0]!.cpu.min).toBeLessThanOrEqual(report.ratios[0]!.cpu.max)
+      // The test spawns node without a semi-space flag (NODE_OPTIONS may carry one).
+      expect(report.gc.source).not.toBe("execArgv")
+      expect(run.stdout).toMatch(
+        /Node CPU µs\/row \(user \+ system over each run's clock\): BatchFlow \d+\.\d+ \(\d+\.\d+–\d+\.\d+\)/
+      )
+      expect(run.stdout).toMatch(/BatchFlow uses \d+\.\d\d× \(.*\) the CPU per row of raw better-sqlite3/)
+      expect(run.stdout).toMatch(/run 1\/2 +BatchFlow .* \d+\.\d\d µs\/row CPU/)
+      expect(run.stdout).toContain("V8 max semi-space (young generation): ")
       expect(report.variants[0]!.description).toContain("INSERT OR IGNORE")
       expect(report.ratios).toHaveLength(1)
       expect(report.ratios[0]!.baseline).toBe("raw better-sqlite3")
@@ -156,6 +170,8 @@ describe("effect-batchflow bench", () => {
         ["BatchFlow", 2]
       ])
       for (const r of report.runs) {
+        expect(r.cpuMicros).toBeGreaterThan(0)
+        expect(r.cpuMicrosPerRow).toBeCloseTo(r.cpuMicros / r.rows, 6)
         expect(r.rows).toBe(r.run === 0 ? 300 : 3000)
         expect(r.integrity).toMatchObject({ ok: true, expected: r.rows, found: r.rows, wrongContent: 0 })
         expect(r.integrity.spotChecked).toBeGreaterThan(0)
@@ -165,6 +181,7 @@ describe("effect-batchflow bench", () => {
       expect(markdown).toContain("# effect-batchflow bench: W1, sqlite")
       expect(markdown).toContain("| BatchFlow |")
       expect(markdown).toContain("| raw better-sqlite3 (baseline) |")
+      expect(markdown).toContain("| Node CPU µs/row (min–max) |")
       expect(markdown).toContain("Result: OK")
     },
     SLOW
@@ -380,6 +397,76 @@ describe("effect-batchflow bench", () => {
   )
 
   it(
+    "--semi-space default,8: W0 re-run in a child node process per size, Node CPU µs/row, rows/s and peak RSS side by side",
+    async () => {
+      const dir = tempDir()
+      const json = join(dir, "semi.json")
+      const run = await cli(
+        [
+          "bench",
+          "--backend",
+          "noop",
+          "--rows",
+          "20000",
+          "--warmup",
+          "0",
+          "--semi-space",
+          "default,8",
+          "--report",
+          json
+        ],
+        // The parent's own flag in NODE_OPTIONS is not passed on: each child has only its own.
+        { NODE_OPTIONS: "--max-semi-space-size=2" }
+      )
+      expect(run.stderr).not.toContain("FAILED")
+      expect(run.code).toBe(0)
+      expect(run.stdout).toContain("a child node process with V8's default semi-space")
+      expect(run.stdout).toContain("a child node process with --max-semi-space-size=8")
+      expect(run.stdout).toContain(
+        "| --max-semi-space-size | variant | rows/s median (min–max) | Node CPU µs/row median (min–max) |"
+      )
+      expect(run.stdout).toMatch(/\| default \(16 MiB\) \| BatchFlow \| [\d.]+ [kM]? ?\| \d+\.\d\d \|/)
+      expect(run.stdout).toMatch(/\| 8 MiB \| BatchFlow \|/)
+      const saved = JSON.parse(readFileSync(json, "utf8")) as {
+        readonly semiSpace: ReadonlyArray<{
+          readonly maxSemiSpaceMiB: number | null
+          readonly code: number
+          readonly report: Report
+        }>
+      }
+      expect(saved.semiSpace.map((r) => [r.maxSemiSpaceMiB, r.code])).toEqual([
+        [null, 0],
+        [8, 0]
+      ])
+      // Each child labels its report with the semi-space it ran with.
+      expect(saved.semiSpace[0]!.report.gc).toMatchObject({ maxSemiSpaceMiB: null, source: "default" })
+      expect(saved.semiSpace[1]!.report.gc).toMatchObject({ maxSemiSpaceMiB: 8, source: "execArgv" })
+      for (const r of saved.semiSpace) {
+        expect(r.report.ok).toBe(true)
+        expect(r.report.settings.rows).toBe(20_000)
+        expect(r.report.variants[0]!.medianCpuMicrosPerRow).toBeGreaterThan(0)
+      }
+    },
+    SLOW
+  )
+
+  it("the semi-space in effect is read from the node command line, then NODE_OPTIONS", async () => {
+    const { semiSpaceInEffect, describeSemiSpace } = await import("../src/cli/gc.js")
+    expect(semiSpaceInEffect([], undefined)).toEqual({ maxSemiSpaceMiB: null, source: "default" })
+    expect(semiSpaceInEffect([], "--max-old-space-size=512 --max-semi-space-size=64")).toEqual({
+      maxSemiSpaceMiB: 64,
+      source: "NODE_OPTIONS"
+    })
+    expect(semiSpaceInEffect(["--max_semi_space_size=32"], "--max-semi-space-size=64")).toEqual({
+      maxSemiSpaceMiB: 32,
+      source: "execArgv"
+    })
+    expect(describeSemiSpace({ maxSemiSpaceMiB: 64, source: "NODE_OPTIONS" })).toBe(
+      "64 MiB (--max-semi-space-size=64, NODE_OPTIONS)"
+    )
+  })
+
+  it(
     "bad flags: a message naming the flag and exit code 2, before connecting to anything",
     async () => {
       const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
@@ -396,7 +483,10 @@ describe("effect-batchflow bench", () => {
         ],
         [["--report", "out.txt"], "--report must name a .json or .md file"],
         [["--table", "drop table;"], "--table must be a plain identifier"],
-        [["--metrics-port", "70000"], "--metrics-port must be an integer from 0 to 65535"]
+        [["--metrics-port", "70000"], "--metrics-port must be an integer from 0 to 65535"],
+        [["--semi-space", "16,lots"], "--semi-space must be a comma-separated list of MiB from 1 to 1024"],
+        [["--semi-space", "0"], "--semi-space must be a comma-separated list"],
+        [["--semi-space", "32", "--metrics-port", "0"], "--metrics-port does not apply with --semi-space"]
       ]
       // In process (the same program the executable runs), to keep the test fast.
       for (const [args, message] of cases) {
@@ -481,7 +571,8 @@ const noFlags: Flags = {
   submitAll: false,
   table: Option.none(),
   keep: false,
-  metricsPort: Option.none()
+  metricsPort: Option.none(),
+  semiSpace: Option.none()
 }
 
 describe("effect-batchflow bench: help, colour, flags, default table, Ctrl-C", () => {

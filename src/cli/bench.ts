@@ -6,10 +6,13 @@
  *
  * @since 0.1.0
  */
+
+import { writeFileSync } from "node:fs"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Scope from "effect/Scope"
-import { formatCount, formatRate } from "./format.js"
+import { formatCount, formatRate, formatSi } from "./format.js"
+import * as Gc from "./gc.js"
 import { BackendError, type Harness, type MakeHarness, messageOf, type Tamper } from "./harness.js"
 import * as Metrics from "./metrics.js"
 import type { ProgressOptions } from "./progress.js"
@@ -88,6 +91,7 @@ const loadHarness = (spec: BenchSpec): Effect.Effect<Harness, BackendError, Scop
 const runLine = (label: string, r: RunResult): string => {
   const parts = [
     `${label.padEnd(12)} ${r.variant.padEnd(22)} ${formatCount(r.rows)} rows in ${(r.millis / 1000).toFixed(2)} s = ${formatRate(r.rowsPerSecond)}`,
+    `${r.cpuMicrosPerRow.toFixed(2)} µs/row CPU`,
     `peak RSS ${r.peakRssMiB.toFixed(0)} MiB`
   ]
   if (r.kind === "flow") parts.push(`retries ${r.retries}`, `failed ${r.failedRows}`)
@@ -99,12 +103,130 @@ const describeError = (error: BackendError | RunError): string =>
   error._tag === "BackendError" ? error.message : `the ${error.variant} run failed: ${messageOf(error.cause)}`
 
 /**
+ * One child of `--semi-space`: its semi-space, exit code, and report (`undefined` when it wrote none).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SemiSpaceRun {
+  readonly maxSemiSpaceMiB: number | null
+  readonly code: number
+  readonly report: Report.Report | undefined
+}
+
+const range = (median: number, min: number, max: number, runs: number, digits: number, si = false) => {
+  const f = (x: number) => (si ? formatSi(x) : x.toFixed(digits))
+  return runs > 1 ? `${f(median)} (${f(min)}–${f(max)})` : f(median)
+}
+
+/**
+ * The `--semi-space` comparison: one row per child and variant.
+ *
+ * @since 0.1.0
+ * @category rendering
+ */
+export const semiSpaceTable = (runs: ReadonlyArray<SemiSpaceRun>): Array<string> => {
+  const lines = [
+    "| --max-semi-space-size | variant | rows/s median (min–max) | Node CPU µs/row median (min–max) | process peak RSS | growth over idle |",
+    "|---|---|---:|---:|---:|---:|"
+  ]
+  for (const r of runs) {
+    const label = r.maxSemiSpaceMiB === null ? "default (16 MiB)" : `${r.maxSemiSpaceMiB} MiB`
+    if (r.report === undefined) {
+      lines.push(`| ${label} | (no report: exit code ${r.code}) | – | – | – | – |`)
+      continue
+    }
+    const rep = r.report
+    for (const v of rep.variants) {
+      lines.push(
+        `| ${label} | ${v.name} | ${range(v.medianRowsPerSecond, v.minRowsPerSecond, v.maxRowsPerSecond, v.runs, 0, true)} | ${range(v.medianCpuMicrosPerRow, v.minCpuMicrosPerRow, v.maxCpuMicrosPerRow, v.runs, 2)} | ${rep.processPeakRssMiB.toFixed(0)} MiB | +${(rep.processPeakRssMiB - rep.idleRssMiB).toFixed(0)} MiB |`
+      )
+    }
+  }
+  return lines
+}
+
+/** `--semi-space`: the measurement once per value, each in its own child process. */
+const compareSemiSpaces = (spec: BenchSpec, io: Io): Effect.Effect<number> =>
+  Effect.gen(function* () {
+    const runs: Array<SemiSpaceRun> = []
+    for (const mib of spec.semiSpace) {
+      io.out(
+        `effect-batchflow bench --semi-space: a child node process${mib === null ? " with V8's default semi-space" : ` with --max-semi-space-size=${mib}`}`
+      )
+      const child = yield* Effect.promise(() =>
+        Gc.runChild(
+          spec,
+          mib,
+          // The child's own report is read here, not meant for the reader.
+          (line) => {
+            if (!line.startsWith("report written to ")) io.out(line)
+          },
+          io.err
+        )
+      )
+      let report: Report.Report | undefined
+      try {
+        report = child.report === undefined ? undefined : (JSON.parse(child.report) as Report.Report)
+      } catch {
+        report = undefined
+      }
+      runs.push({ maxSemiSpaceMiB: mib, code: child.code, report })
+      if (child.code === 130) break
+    }
+    const table = semiSpaceTable(runs)
+    io.out(
+      [
+        "",
+        `--max-semi-space-size compared (${spec.backend === "noop" ? "W0" : `W1 ${spec.backend}`}, ${formatCount(spec.rows)} rows, ${spec.runs} run${spec.runs === 1 ? "" : "s"} each, one node process per size)`,
+        "",
+        ...table,
+        ""
+      ].join("\n")
+    )
+    for (const path of spec.reports) {
+      const text = path.toLowerCase().endsWith(".json")
+        ? `${JSON.stringify({ tool: "effect-batchflow bench --semi-space", semiSpace: runs }, null, 2)}\n`
+        : [
+            `# effect-batchflow bench --semi-space: ${spec.backend}`,
+            "",
+            ...table,
+            "",
+            ...runs.flatMap((r) =>
+              r.report === undefined
+                ? []
+                : [
+                    `## --max-semi-space-size ${r.maxSemiSpaceMiB ?? "default"}`,
+                    "",
+                    Report.renderMarkdown(r.report).replace(/^(#+) /gm, "$1## ")
+                  ]
+            )
+          ].join("\n")
+      yield* Effect.try(() => writeFileSync(path, text)).pipe(
+        Effect.catchAll((cause) => Effect.sync(() => io.err(`cannot write the report: ${messageOf(cause)}`)))
+      )
+    }
+    if (spec.reports.length > 0) io.out(`report written to ${spec.reports.join(", ")}`)
+    const interrupted = runs.some((r) => r.code === 130)
+    if (interrupted) return 130
+    const failed =
+      runs.length < spec.semiSpace.length || runs.some((r) => r.code !== 0 || r.report === undefined)
+    if (failed) io.err("effect-batchflow bench: FAILED (a child run failed, see above)")
+    return failed ? 1 : 0
+  })
+
+/**
  * Runs the bench and answers the exit code.
  *
  * @since 0.1.0
  * @category commands
  */
 export const run = (spec: BenchSpec, io: Io, tamper: Tamper | undefined): Effect.Effect<number> =>
+  spec.semiSpace.length > 0 && process.env[Gc.CHILD_VARIABLE] === undefined
+    ? compareSemiSpaces(spec, io)
+    : runHere(spec, io, tamper)
+
+const runHere = (spec: BenchSpec, io: Io, tamper: Tamper | undefined): Effect.Effect<number> =>
   Effect.scoped(
     Effect.gen(function* () {
       const startedAt = new Date()

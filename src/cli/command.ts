@@ -139,6 +139,13 @@ const flags = {
   keep: Options.boolean("keep").pipe(
     Options.withDescription("Keep the table, keys or SQLite file after the bench (default: removed).")
   ),
+  semiSpace: Options.text("semi-space").pipe(
+    Options.withPseudoName("MiB[,MiB…]"),
+    Options.optional,
+    Options.withDescription(
+      "Re-run the whole measurement in a child node process per value, started with --max-semi-space-size=<MiB> (V8's young generation; 'default': no flag, 16 MiB on 64-bit Node 20), e.g. --semi-space default,32,64, and print Node CPU µs/row, rows/s and peak RSS side by side. Without it, the report names the semi-space in effect (node flag or NODE_OPTIONS)."
+    )
+  ),
   metricsPort: integer("metrics-port").pipe(
     Options.optional,
     Options.withDescription(
@@ -172,6 +179,7 @@ export interface Flags {
   readonly table: Option.Option<string>
   readonly keep: boolean
   readonly metricsPort: Option.Option<string>
+  readonly semiSpace: Option.Option<string>
 }
 
 const configFlag: Record<string, string> = {
@@ -241,6 +249,28 @@ export const toSpec = (flags: Flags): Effect.Effect<BenchSpec, ReadonlyArray<str
       onNone: () => undefined,
       onSome: (text) => int("--metrics-port", text, 0, 65_535)
     })
+    const semiSpace = Option.match(flags.semiSpace, {
+      onNone: (): ReadonlyArray<number | null> => [],
+      onSome: (text) => {
+        const values = text.split(",").map((part) => part.trim().toLowerCase())
+        const parsed = values.map((part) =>
+          part === "default" ? null : /^\d+$/.test(part) ? Number(part) : Number.NaN
+        )
+        if (
+          values.length === 0 ||
+          parsed.some((v) => v !== null && !(Number.isSafeInteger(v) && v >= 1 && v <= 1024))
+        ) {
+          problems.push(
+            `--semi-space must be a comma-separated list of MiB from 1 to 1024 or 'default', e.g. default,32,64 (got ${JSON.stringify(text)})`
+          )
+          return undefined
+        }
+        return parsed
+      }
+    })
+    if (semiSpace !== undefined && semiSpace.length > 0 && Option.isSome(flags.metricsPort)) {
+      problems.push("--metrics-port does not apply with --semi-space (the runs happen in child processes)")
+    }
     // Checks across flags only compare values that parsed: a bad flag is reported once, by itself.
     if (producers !== undefined && rows !== undefined && producers > rows) {
       problems.push(`--producers (${producers}) must not exceed --rows (${rows})`)
@@ -307,7 +337,8 @@ export const toSpec = (flags: Flags): Effect.Effect<BenchSpec, ReadonlyArray<str
       bufferSize === undefined ||
       runs === undefined ||
       sampleEvery === undefined ||
-      warmup === undefined
+      warmup === undefined ||
+      semiSpace === undefined
     ) {
       return yield* Effect.fail(problems)
     }
@@ -329,7 +360,8 @@ export const toSpec = (flags: Flags): Effect.Effect<BenchSpec, ReadonlyArray<str
       submitAll: flags.submitAll,
       table,
       keep: flags.keep,
-      metricsPort
+      metricsPort,
+      semiSpace
     }
     // The engine's own checks (e.g. buffer ≥ flushSize), named by flag.
     const checked = yield* Effect.either(BatchFlowConfig.make(flowOptions(spec)))

@@ -9,6 +9,7 @@ import { writeFileSync } from "node:fs"
 import * as os from "node:os"
 import * as Duration from "effect/Duration"
 import { formatCount, formatMillis, formatRatio, formatSi, median, quantile } from "./format.js"
+import { describeSemiSpace, type SemiSpace, semiSpaceInEffect } from "./gc.js"
 import type { RunResult } from "./runner.js"
 import type { BenchSpec } from "./workload.js"
 
@@ -28,6 +29,10 @@ export interface VariantSummary {
   readonly maxRowsPerSecond: number
   /** The highest RSS sampled during any of its runs (MiB). */
   readonly peakRssMiB: number
+  /** Node CPU (user + system) per row over its runs, µs: median, min, max. */
+  readonly medianCpuMicrosPerRow: number
+  readonly minCpuMicrosPerRow: number
+  readonly maxCpuMicrosPerRow: number
   /** Runs whose integrity check passed. */
   readonly integrityOk: number
 }
@@ -44,6 +49,8 @@ export interface Ratio {
   readonly min: number
   readonly max: number
   readonly pairs: number
+  /** BatchFlow's Node CPU per row over the baseline's, paired by run. */
+  readonly cpu: { readonly median: number; readonly min: number; readonly max: number }
 }
 
 /**
@@ -89,6 +96,8 @@ export interface Report {
     readonly cpuModel: string
     readonly totalMemoryMiB: number
   }
+  /** The V8 young-generation limit the runs had (`--max-semi-space-size`, or V8's default). */
+  readonly gc: SemiSpace & { readonly description: string }
   readonly variants: ReadonlyArray<VariantSummary>
   readonly ratios: ReadonlyArray<Ratio>
   /** submit→commit latency of the sampled `write`s over the measured BatchFlow runs; `null` when none. */
@@ -140,6 +149,8 @@ export const build = (input: {
   readonly results: ReadonlyArray<RunResult>
   /** The process's RSS before the first run (MiB). */
   readonly idleRssMiB: number
+  /** Default: this process's (`semiSpaceInEffect`). */
+  readonly semiSpace?: SemiSpace | undefined
 }): Report => {
   const { spec, results } = input
   const measured = results.filter((r) => r.run > 0)
@@ -147,6 +158,7 @@ export const build = (input: {
   const variants = names.map((name): VariantSummary => {
     const runs = measured.filter((r) => r.variant === name)
     const rates = runs.map((r) => r.rowsPerSecond)
+    const cpu = runs.map((r) => r.cpuMicrosPerRow)
     return {
       name,
       kind: runs[0]!.kind,
@@ -156,6 +168,9 @@ export const build = (input: {
       minRowsPerSecond: Math.min(...rates),
       maxRowsPerSecond: Math.max(...rates),
       peakRssMiB: Math.max(...runs.map((r) => r.peakRssMiB)),
+      medianCpuMicrosPerRow: median(cpu),
+      minCpuMicrosPerRow: Math.min(...cpu),
+      maxCpuMicrosPerRow: Math.max(...cpu),
       integrityOk: runs.filter((r) => r.integrity.ok).length
     }
   })
@@ -163,16 +178,19 @@ export const build = (input: {
   const ratios = variants
     .filter((v) => v.kind === "baseline")
     .map((v): Ratio => {
-      const pairs = flowRuns.flatMap((f) => {
+      const paired = flowRuns.flatMap((f) => {
         const base = measured.find((b) => b.variant === v.name && b.run === f.run)
-        return base === undefined ? [] : [f.rowsPerSecond / base.rowsPerSecond]
+        return base === undefined ? [] : [{ flow: f, base }]
       })
+      const pairs = paired.map(({ base, flow }) => flow.rowsPerSecond / base.rowsPerSecond)
+      const cpu = paired.map(({ base, flow }) => flow.cpuMicrosPerRow / base.cpuMicrosPerRow)
       return {
         baseline: v.name,
         median: median(pairs),
         min: Math.min(...pairs),
         max: Math.max(...pairs),
-        pairs: pairs.length
+        pairs: pairs.length,
+        cpu: { median: median(cpu), min: Math.min(...cpu), max: Math.max(...cpu) }
       }
     })
   const latencies = flowRuns.flatMap((r) => r.latencies).sort((a, b) => a - b)
@@ -187,6 +205,7 @@ export const build = (input: {
     .map((r) => ({ variant: r.variant, run: r.run, problems: r.integrity.problems }))
   const failedRows = results.filter((r) => r.kind === "flow").reduce((n, r) => n + r.failedRows, 0)
   const cpus = os.cpus()
+  const semiSpace = input.semiSpace ?? semiSpaceInEffect()
   return {
     tool: "effect-batchflow bench",
     version: input.version,
@@ -220,6 +239,7 @@ export const build = (input: {
       cpuModel: cpus[0]?.model.trim() ?? "unknown",
       totalMemoryMiB: Math.round(os.totalmem() / (1024 * 1024))
     },
+    gc: { ...semiSpace, description: describeSemiSpace(semiSpace) },
     variants,
     ratios,
     latency:
@@ -267,12 +287,21 @@ const settingsLine = (report: Report): string => {
   return parts.join(" · ")
 }
 
+/** µs with two decimals (three below 0.1). */
+const formatMicros = (us: number): string => (Number.isFinite(us) ? us.toFixed(us < 0.1 ? 3 : 2) : "–")
+
+/** `1.23 (1.20–1.31)`, or `1.23` for one run. */
+const cpuRange = (v: VariantSummary): string =>
+  v.runs > 1
+    ? `${formatMicros(v.medianCpuMicrosPerRow)} (${formatMicros(v.minCpuMicrosPerRow)}–${formatMicros(v.maxCpuMicrosPerRow)})`
+    : formatMicros(v.medianCpuMicrosPerRow)
+
 const table = (report: Report): Array<string> => {
   const primary = report.ratios[0]?.baseline
   const flow = report.variants.find((v) => v.kind === "flow")
   const lines = [
-    "| variant | median rows/s | min | max | × baseline | peak RSS | integrity |",
-    "|---|---:|---:|---:|---:|---:|---|"
+    "| variant | median rows/s | min | max | × baseline | Node CPU µs/row (min–max) | peak RSS | integrity |",
+    "|---|---:|---:|---:|---:|---:|---:|---|"
   ]
   for (const v of report.variants) {
     let ratio = "–"
@@ -287,7 +316,7 @@ const table = (report: Report): Array<string> => {
     }
     const label = v.name === primary ? `${v.name} (baseline)` : v.name
     lines.push(
-      `| ${label} | ${formatSi(v.medianRowsPerSecond)} | ${formatSi(v.minRowsPerSecond)} | ${formatSi(v.maxRowsPerSecond)} | ${ratio} | ${v.peakRssMiB.toFixed(0)} MiB | ${v.integrityOk}/${v.runs} OK |`
+      `| ${label} | ${formatSi(v.medianRowsPerSecond)} | ${formatSi(v.minRowsPerSecond)} | ${formatSi(v.maxRowsPerSecond)} | ${ratio} | ${cpuRange(v)} | ${v.peakRssMiB.toFixed(0)} MiB | ${v.integrityOk}/${v.runs} OK |`
     )
   }
   return lines
@@ -300,6 +329,14 @@ const findings = (report: Report): Array<string> => {
       `BatchFlow / ${r.baseline}: ${formatRatio(r.median)}${r.pairs > 1 ? ` (median of ${r.pairs} paired runs, ${formatRatio(r.min)}–${formatRatio(r.max)})` : ""}`
     )
   }
+  const cpu = report.variants.map((v) => `${v.name} ${cpuRange(v)}`).join(" · ")
+  const cpuRatios = report.ratios.map(
+    (r) =>
+      `BatchFlow uses ${formatRatio(r.cpu.median)}${r.pairs > 1 ? ` (${formatRatio(r.cpu.min)}–${formatRatio(r.cpu.max)})` : ""} the CPU per row of ${r.baseline}`
+  )
+  lines.push(
+    `Node CPU µs/row (user + system over each run's clock): ${cpu}${cpuRatios.length > 0 ? `; ${cpuRatios.join("; ")}` : ""}`
+  )
   if (report.latency !== null) {
     const l = report.latency
     lines.push(
@@ -315,6 +352,7 @@ const findings = (report: Report): Array<string> => {
   lines.push(
     `peak RSS: ${report.processPeakRssMiB.toFixed(0)} MiB (process), +${(report.processPeakRssMiB - report.idleRssMiB).toFixed(0)} MiB over its ${report.idleRssMiB.toFixed(0)} MiB before the first run`
   )
+  lines.push(`V8 max semi-space (young generation): ${report.gc.description}`)
   if (report.integrity.ok) {
     lines.push(
       `integrity: OK in all ${report.integrity.checkedRuns} runs (warm-up included): every row present, content checked`
@@ -383,12 +421,12 @@ export const renderMarkdown = (report: Report): string => {
   lines.push(
     "## Runs",
     "",
-    "| variant | run | rows | seconds | rows/s | peak RSS | retries | failed | integrity |"
+    "| variant | run | rows | seconds | rows/s | Node CPU µs/row | peak RSS | retries | failed | integrity |"
   )
-  lines.push("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+  lines.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
   for (const r of report.runs) {
     lines.push(
-      `| ${r.variant} | ${r.run === 0 ? "warm-up" : r.run} | ${formatCount(r.rows)} | ${(r.millis / 1000).toFixed(2)} | ${formatSi(r.rowsPerSecond)} | ${r.peakRssMiB.toFixed(0)} MiB | ${r.retries} | ${r.failedRows} | ${r.integrity.ok ? "OK" : r.integrity.problems.join("; ")} |`
+      `| ${r.variant} | ${r.run === 0 ? "warm-up" : r.run} | ${formatCount(r.rows)} | ${(r.millis / 1000).toFixed(2)} | ${formatSi(r.rowsPerSecond)} | ${formatMicros(r.cpuMicrosPerRow)} | ${r.peakRssMiB.toFixed(0)} MiB | ${r.retries} | ${r.failedRows} | ${r.integrity.ok ? "OK" : r.integrity.problems.join("; ")} |`
     )
   }
   lines.push("", `Result: ${report.ok ? "OK" : "FAILED"}`, "")

@@ -37,6 +37,13 @@ export interface RunResult {
   readonly rowsPerSecond: number
   /** Peak RSS sampled during the run (MiB). */
   readonly peakRssMiB: number
+  /**
+   * Node CPU time (user + system, `process.cpuUsage`) over the run's clock, in µs: the whole
+   * process, so GC and libuv threads count; a database server's own CPU does not.
+   */
+  readonly cpuMicros: number
+  /** `cpuMicros ÷ rows`. */
+  readonly cpuMicrosPerRow: number
   /** BatchFlow only: attempts beyond the first. */
   readonly retries: number
   /** BatchFlow only: rows reported in a `BatchFailure`. */
@@ -77,6 +84,12 @@ export class RunError {
     readonly variant: string,
     readonly cause: unknown
   ) {}
+}
+
+/** Node CPU time (user + system) since `before`, in µs. */
+const cpuSince = (before: NodeJS.CpuUsage): number => {
+  const used = process.cpuUsage(before)
+  return used.user + used.system
 }
 
 /**
@@ -180,6 +193,7 @@ export const runFlow = (
       )
       const producers = Array.from({ length: spec.producers }, () => producer)
       const began = performance.now()
+      const cpuBefore = process.cpuUsage()
       const produced = yield* Effect.exit(Effect.all(producers, { concurrency: "unbounded", discard: true }))
       // The sampled writes run in their own fibers: wait until each has been accepted (they may be
       // waiting for room) before closing, so that none is refused by the close.
@@ -193,6 +207,7 @@ export const runFlow = (
       yield* flow.close
       yield* Scope.close(flowScope, Exit.void)
       const millis = performance.now() - began
+      const cpuMicros = cpuSince(cpuBefore)
       const peakRssMiB = progress.stop()
       yield* FiberSet.awaitEmpty(writes)
       yield* Fiber.join(failures).pipe(Effect.timeout("5 seconds"), Effect.ignore)
@@ -208,6 +223,8 @@ export const runFlow = (
         millis,
         rowsPerSecond: rows / (millis / 1000),
         peakRssMiB,
+        cpuMicros,
+        cpuMicrosPerRow: cpuMicros / rows,
         retries: stats.retries,
         failedRows: stats.failed,
         droppedFailures: stats.droppedFailures,
@@ -237,6 +254,7 @@ export const runBaseline = (
     const counter: Counter = { committed: 0, stopped: false }
     const progress = Progress.start(label, rows, () => ({ committed: counter.committed }), ctx.progress)
     const began = performance.now()
+    const cpuBefore = process.cpuUsage()
     let running: Promise<void> = Promise.resolve()
     const done = yield* Effect.exit(
       Effect.tryPromise(() => {
@@ -258,6 +276,7 @@ export const runBaseline = (
       )
     )
     const millis = performance.now() - began
+    const cpuMicros = cpuSince(cpuBefore)
     const peakRssMiB = progress.stop()
     if (Exit.isFailure(done)) return yield* Effect.failCause(done.cause)
     const integrity = yield* ctx.harness.verify(rows)
@@ -269,6 +288,8 @@ export const runBaseline = (
       millis,
       rowsPerSecond: rows / (millis / 1000),
       peakRssMiB,
+      cpuMicros,
+      cpuMicrosPerRow: cpuMicros / rows,
       retries: 0,
       failedRows: 0,
       droppedFailures: 0,

@@ -125,6 +125,11 @@ export interface BenchSpec {
   readonly keep: boolean
   /** Prometheus port while the bench runs (`undefined`: no endpoint). */
   readonly metricsPort: number | undefined
+  /**
+   * `--semi-space`: re-run the whole measurement in one child Node process per value, started with
+   * `--max-semi-space-size=<MiB>` (`null`: no flag, V8's default), and compare. Empty: run here.
+   */
+  readonly semiSpace: ReadonlyArray<number | null>
 }
 
 /**
