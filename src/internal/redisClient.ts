@@ -24,9 +24,15 @@ import { ConnectionLost, RedisConnectionError } from "./redisErrors.js"
 /** @internal */
 export type Arg = string | number | Buffer
 
-/** @internal */
+/**
+ * A command as sent. `wire` is the name in lower case: ioredis looks every command name up in its
+ * tables (flags, argument transformers) in lower case and lower-cases any other name first, a string
+ * allocation per command.
+ *
+ * @internal
+ */
 export interface WireCommand {
-  readonly name: string
+  readonly wire: string
   readonly args: ReadonlyArray<Arg>
 }
 
@@ -40,6 +46,12 @@ export type TxReply =
 
 /** @internal */
 export interface Connection {
+  /**
+   * Sends one command (no pipeline: a batch fused into one command needs none). Never rejects:
+   * resolves with `undefined` when Redis answered without an error, otherwise with the error, as
+   * a pipeline would report it for that command.
+   */
+  readonly command: (command: WireCommand) => Promise<unknown>
   /** Sends the commands as one pipeline. Never rejects: every command gets its own reply. */
   readonly pipeline: (commands: ReadonlyArray<WireCommand>) => Promise<ReadonlyArray<Reply>>
   /** Sends MULTI, the commands, `SET marker 1 EX ttl`, EXEC. Never rejects. */
@@ -273,12 +285,25 @@ const track = (redis: Redis, options: ClientOptions): Connection => {
       run(settle)
     })
 
+  const answered = (): undefined => undefined
+
+  const command = (c: WireCommand): Promise<unknown> =>
+    settleOnce<unknown>(
+      () => new ConnectionLost(),
+      (settle) => {
+        redis
+          .call(c.wire, c.args as Array<Arg>)
+          .then(answered, (error: unknown) => error ?? new ConnectionLost())
+          .then(settle)
+      }
+    )
+
   const pipeline = (commands: ReadonlyArray<WireCommand>): Promise<ReadonlyArray<Reply>> =>
     settleOnce(
       () => commands.map((): Reply => [new ConnectionLost(), null]),
       (settle) => {
         const p = redis.pipeline()
-        for (const c of commands) p.call(c.name, c.args as Array<Arg>)
+        for (let i = 0; i < commands.length; i++) p.call(commands[i]!.wire, commands[i]!.args as Array<Arg>)
         p.exec().then(
           (replies) => settle(replies ?? commands.map((): Reply => [new ConnectionLost(), null])),
           (error: unknown) => settle(commands.map((): Reply => [error, null]))
@@ -295,8 +320,8 @@ const track = (redis: Redis, options: ClientOptions): Connection => {
       (): TxReply => ({ _tag: "error", error: new ConnectionLost() }),
       (settle) => {
         const m = redis.multi()
-        for (const c of commands) m.call(c.name, c.args as Array<Arg>)
-        m.call("SET", [marker, "1", "EX", markerTtlSeconds])
+        for (let i = 0; i < commands.length; i++) m.call(commands[i]!.wire, commands[i]!.args as Array<Arg>)
+        m.call("set", [marker, "1", "EX", markerTtlSeconds])
         m.exec().then(
           (replies) =>
             settle(
@@ -327,6 +352,7 @@ const track = (redis: Redis, options: ClientOptions): Connection => {
   }
 
   return {
+    command,
     pipeline,
     transaction,
     awaitReady,

@@ -1,6 +1,7 @@
 /**
  * The Redis executor: writes one target's batch as one pipeline (or one MULTI/EXEC) and reads every
- * command's own reply.
+ * command's own reply. A batch planned as one command (a fused MSET, DEL or ZADD, or a single row) is
+ * sent on its own, without a pipeline around it: same answers, less client work.
  *
  * Pipelines: a command Redis refused with a retryable error (LOADING, BUSY, READONLY…) or that was
  * never sent was not applied, so it is sent again, whatever the command. A command whose answer was
@@ -27,7 +28,7 @@ import { ExecutorError } from "../BatchFlowError.js"
 import type * as Retry from "../Retry.js"
 import type * as Target from "../Target.js"
 import { type OperationReport, reportOperation } from "./observer.js"
-import type { Connection, Reply } from "./redisClient.js"
+import type { Connection } from "./redisClient.js"
 import {
   classifyError,
   classifyReply,
@@ -36,7 +37,7 @@ import {
   rule,
   unknownOutcome
 } from "./redisErrors.js"
-import { type Op, plan } from "./redisPlan.js"
+import { forEachRow, type Op, plan } from "./redisPlan.js"
 import { isRedisTarget, type RedisTarget } from "./redisTargets.js"
 
 /** @internal */
@@ -145,7 +146,8 @@ export const make = (connection: Connection, options: Options) => {
     }
   }
 
-  const record = (s: Op, [error]: Reply): void => {
+  /** Records one command's answer: `error` is `null` or `undefined` when Redis answered without one. */
+  const record = (s: Op, error: unknown): void => {
     if (error === null || error === undefined) {
       s.status = "applied"
       s.maybeApplied = true
@@ -200,53 +202,72 @@ export const make = (connection: Connection, options: Options) => {
   }
 
   const pause = (state: CallState): Effect.Effect<void> =>
-    state.rounds === 0
-      ? Effect.void
-      : Effect.zipRight(
-          Effect.sleep(delay(state.rounds)),
-          Effect.promise(() => connection.awaitReady(connection.reconnectWaitMillis))
-        )
+    Effect.zipRight(
+      Effect.sleep(delay(state.rounds)),
+      Effect.promise(() => connection.awaitReady(connection.reconnectWaitMillis))
+    )
 
-  /** Runs a send; its outcome is recorded even if the calling fiber is interrupted meanwhile. */
+  /**
+   * Runs a send; its outcome is recorded even if the calling fiber is interrupted meanwhile. The send
+   * starts when the effect runs (not when it was built), so a pause before it is honoured.
+   */
   const launch = (state: CallState, send: () => Promise<void>): Effect.Effect<void> =>
-    Effect.suspend(() => {
+    Effect.promise(() => {
       state.rounds++
       const p = send().then(() => {
         if (state.inflight === p) state.inflight = undefined
       })
       state.inflight = p
-      return Effect.promise(() => p)
+      return p
     })
 
-  const awaitInflight = (state: CallState): Effect.Effect<void> =>
-    Effect.suspend(() => (state.inflight === undefined ? Effect.void : Effect.promise(() => state.inflight!)))
+  /** The commands to send in the next round, or `undefined` when the call is done. */
+  const nextPipelineRound = (state: CallState): Array<Op> | undefined => {
+    let pending = pendingOf(state.ops)
+    if (pending === undefined) return undefined
+    if (state.rounds > 0) {
+      protectOrder(state)
+      pending = pendingOf(state.ops)
+      if (pending === undefined) return undefined
+    }
+    if (state.rounds >= maxAttempts) {
+      for (const s of pending) s.status = "failed"
+      return undefined
+    }
+    return pending
+  }
 
+  const sendPipeline = (state: CallState, batch: ReadonlyArray<Op>) => (): Promise<void> => {
+    stats.sent += batch.length
+    if (state.rounds > 1) stats.resent += batch.length
+    for (let i = 0; i < batch.length; i++) batch[i]!.sends++
+    if (batch.length === 1) {
+      // One command (a fused batch): sent on its own, one answer, no pipeline.
+      const only = batch[0]!
+      return connection.command(only).then((error) => record(only, error))
+    }
+    return connection.pipeline(batch).then((replies) => {
+      for (let i = 0; i < batch.length; i++) record(batch[i]!, replies[i]![0])
+    })
+  }
+
+  /**
+   * Await what is in flight, pick the pending commands, pause before a re-send, send; until nothing
+   * is pending. A first attempt that succeeds is one promise and no other Effect work.
+   */
   const runPipeline = (state: CallState): Effect.Effect<void> =>
-    Effect.gen(function* () {
-      while (true) {
-        yield* awaitInflight(state)
-        let pending = state.ops.filter((s) => s.status === "pending")
-        if (pending.length === 0) return
-        if (state.rounds > 0) {
-          protectOrder(state)
-          pending = state.ops.filter((s) => s.status === "pending")
-          if (pending.length === 0) return
-        }
-        if (state.rounds >= maxAttempts) {
-          for (const s of pending) s.status = "failed"
-          return
-        }
-        yield* pause(state)
-        const batch = pending
-        yield* launch(state, () => {
-          stats.sent += batch.length
-          if (state.rounds > 1) stats.resent += batch.length
-          for (const s of batch) s.sends++
-          return connection.pipeline(batch).then((replies) => {
-            for (let i = 0; i < batch.length; i++) record(batch[i]!, replies[i]!)
-          })
-        })
+    Effect.suspend(() => {
+      if (state.inflight !== undefined) {
+        const inflight = state.inflight
+        return Effect.flatMap(
+          Effect.promise(() => inflight),
+          () => runPipeline(state)
+        )
       }
+      const batch = nextPipelineRound(state)
+      if (batch === undefined) return Effect.void
+      const send = Effect.flatMap(launch(state, sendPipeline(state, batch)), () => runPipeline(state))
+      return state.rounds === 0 ? send : Effect.zipRight(pause(state), send)
     })
 
   const settleAll = (state: CallState, status: Op["status"], c?: Retry.Classification, error?: unknown) => {
@@ -266,11 +287,12 @@ export const make = (connection: Connection, options: Options) => {
     return connection.transaction(state.ops, state.marker, options.markerTtlSeconds).then((reply) => {
       if (reply._tag === "exec") {
         // EXEC ran: every command was applied or failed on its own; no retry can undo that.
-        reply.replies.forEach((r, i) => {
+        const replies = reply.replies
+        for (let i = 0; i < replies.length; i++) {
           const s = state.ops[i]!
-          record(s, r)
+          record(s, replies[i]![0])
           if (s.status === "pending") s.status = "failed"
-        })
+        }
         return
       }
       const error = reply.error
@@ -290,24 +312,29 @@ export const make = (connection: Connection, options: Options) => {
   /** Whether the lost transaction ran: `true`, `false`, or `undefined` when the probe failed. */
   const probe = (state: CallState): Promise<boolean | undefined> =>
     connection
-      .pipeline([{ name: "EXISTS", args: [state.marker] }])
+      .pipeline([{ wire: "exists", args: [state.marker] }])
       .then(([reply]) => (reply![0] === null || reply![0] === undefined ? reply![1] === 1 : undefined))
 
   const runTransaction = (state: CallState): Effect.Effect<void> =>
-    Effect.gen(function* () {
-      while (true) {
-        yield* awaitInflight(state)
-        if (!state.ops.some((s) => s.status === "pending")) return
-        if (state.rounds >= maxAttempts) {
-          for (const s of state.ops) {
-            if (s.status !== "pending") continue
-            s.status = "failed"
-            if (state.txUnknown) s.unknown = true
-          }
-          return
+    Effect.suspend(() => {
+      if (state.inflight !== undefined) {
+        const inflight = state.inflight
+        return Effect.flatMap(
+          Effect.promise(() => inflight),
+          () => runTransaction(state)
+        )
+      }
+      if (!state.ops.some((s) => s.status === "pending")) return Effect.void
+      if (state.rounds >= maxAttempts) {
+        for (const s of state.ops) {
+          if (s.status !== "pending") continue
+          s.status = "failed"
+          if (state.txUnknown) s.unknown = true
         }
-        yield* pause(state)
-        yield* launch(state, async () => {
+        return Effect.void
+      }
+      const send = Effect.flatMap(
+        launch(state, async () => {
           if (state.txUnknown) {
             const ran = await probe(state)
             if (ran === undefined) return
@@ -315,35 +342,41 @@ export const make = (connection: Connection, options: Options) => {
             if (ran) return settleAll(state, "applied")
           }
           return sendTransaction(state)
-        })
-      }
+        }),
+        () => runTransaction(state)
+      )
+      return state.rounds === 0 ? send : Effect.zipRight(pause(state), send)
     })
 
   /** The rows of failed commands, each with its command's error; `void` when all were written. */
   const finish = (state: CallState): undefined | BatchExecutor.Partial => {
     let failed: Array<BatchExecutor.RowError> | undefined
-    const seen = new Uint8Array(state.rowCount)
+    let seen: Uint8Array | undefined
     for (const s of state.ops) {
       if (s.status !== "failed") continue
       const classification = s.classification ?? notSent
+      const unknown = s.unknown || s.appliedOnce
       const error = new RedisCommandError({
         target: state.target.name,
         command: s.name,
         reason: classification.reason,
         retryable: classification.retryable,
         // Applied once, then re-sent to keep same-key order and that failed: its effect may remain.
-        outcome: s.unknown || s.appliedOnce ? "unknown" : "not_applied",
+        outcome: unknown ? "unknown" : "not_applied",
         sends: s.sends,
         cause: s.error ?? new Error(classification.reason)
       })
       failed ??= []
-      for (const index of typeof s.rows === "number" ? [s.rows] : s.rows) {
-        if (seen[index] === 1) continue
-        seen[index] = 1
-        failed.push({ index, error })
+      seen ??= new Uint8Array(state.rowCount)
+      const out = failed
+      const marks = seen
+      forEachRow(s, (index) => {
+        if (marks[index] === 1) return
+        marks[index] = 1
+        out.push({ index, error })
         stats.failedRows++
-        if (s.unknown || s.appliedOnce) stats.unknownRows++
-      }
+        if (unknown) stats.unknownRows++
+      })
     }
     if (failed === undefined) return undefined
     failed.sort((a, b) => a.index - b.index)
@@ -372,7 +405,7 @@ export const make = (connection: Connection, options: Options) => {
       const s = state
       return Effect.zipRight(
         reportOperation(s.report),
-        Effect.as(s.transaction ? runTransaction(s) : runPipeline(s), s).pipe(Effect.map(finish))
+        Effect.map(s.transaction ? runTransaction(s) : runPipeline(s), () => finish(s))
       )
     })
 
@@ -381,6 +414,18 @@ export const make = (connection: Connection, options: Options) => {
     rules: [rule] as ReadonlyArray<Retry.Rule>,
     stats: Effect.sync((): Stats => ({ ...stats }))
   }
+}
+
+/** The pending commands, or `undefined` when none is. */
+const pendingOf = (ops: ReadonlyArray<Op>): Array<Op> | undefined => {
+  let pending: Array<Op> | undefined
+  for (let i = 0; i < ops.length; i++) {
+    const s = ops[i]!
+    if (s.status !== "pending") continue
+    pending ??= []
+    pending.push(s)
+  }
+  return pending
 }
 
 const messageOf = (error: unknown): string =>

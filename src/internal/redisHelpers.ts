@@ -44,6 +44,7 @@ export const set = (
   if (options.condition !== undefined) extra.push(options.condition)
   if (options.keepTtl === true) extra.push("KEEPTTL")
   const plain = extra.length === 0
+  const prefix = options.prefix ?? ""
   return make(name, {
     ...options,
     schema: SetRow,
@@ -55,7 +56,13 @@ export const set = (
     // Plain SETs of a batch equal one MSET: same final values (a later SET of a key wins in both),
     // same errors (SET and MSET overwrite a key of any type), and the TTL is cleared in both.
     fusion: plain
-      ? { kind: "multi", name: "MSET", args: (row) => [(options.prefix ?? "") + row.key, row.value] }
+      ? {
+          kind: "multi",
+          name: "MSET",
+          append: (row, args) => {
+            args.push(prefix + row.key, row.value)
+          }
+        }
       : undefined
   })
 }
@@ -168,7 +175,9 @@ export const zadd = (
       kind: "sameKey",
       name: "ZADD",
       head: (row) => [prefix + row.key, ...flags],
-      args: (row) => [row.score, row.member]
+      append: (row, args) => {
+        args.push(row.score, row.member)
+      }
     }
   })
 }
@@ -266,6 +275,12 @@ export const del = (
     keyField: "key",
     toCommands: (_, key) => [{ name: verb, args: [key] }],
     idempotent: always,
-    fusion: { kind: "multi", name: verb, args: (row) => [prefix + row.key] }
+    fusion: {
+      kind: "multi",
+      name: verb,
+      append: (row, args) => {
+        args.push(prefix + row.key)
+      }
+    }
   })
 }

@@ -26,13 +26,21 @@ export const fusedKey = "\u0000fused"
  * @internal
  */
 export interface Op {
+  /** The command's name as the target gave it (reported in errors). */
   readonly name: string
+  /** The name as sent: lower case, the form ioredis looks its command tables up with. */
+  readonly wire: string
   readonly args: ReadonlyArray<Arg>
   /** The Redis key, for same-key ordering of re-sends (`fusedKey` for fused multi-key commands). */
   readonly key: string
   readonly idempotent: boolean
-  /** The input row position this command stands for, or the positions (coalesced or fused rows). */
-  readonly rows: number | ReadonlyArray<number>
+  /**
+   * The input row positions this command stands for: `rows` when given (coalesced rows, or the rows
+   * of a same-key fused command), otherwise the `count` positions from `first`.
+   */
+  readonly rows: ReadonlyArray<number> | undefined
+  readonly first: number
+  readonly count: number
   status: "pending" | "applied" | "failed"
   /** Sent at least once without a "not applied" answer. */
   maybeApplied: boolean
@@ -47,16 +55,22 @@ export interface Op {
 
 const op = (
   name: string,
+  wire: string,
   args: ReadonlyArray<Arg>,
   key: string,
   idempotent: boolean,
-  rows: number | ReadonlyArray<number>
+  rows: ReadonlyArray<number> | undefined,
+  first: number,
+  count: number
 ): Op => ({
   name,
+  wire,
   args,
   key,
   idempotent,
   rows,
+  first,
+  count,
   status: "pending",
   maybeApplied: false,
   unknown: false,
@@ -65,6 +79,25 @@ const op = (
   error: undefined,
   classification: undefined
 })
+
+/** The input rows a command stands for, one at a time. @internal */
+export const forEachRow = (o: Op, f: (index: number) => void): void => {
+  if (o.rows !== undefined) for (let i = 0; i < o.rows.length; i++) f(o.rows[i]!)
+  else for (let i = o.first; i < o.first + o.count; i++) f(i)
+}
+
+/** Lower-case command names, for the names a process sends (bounded: generic targets name them). */
+const wireNames = new Map<string, string>()
+
+/** @internal */
+export const wireName = (name: string): string => {
+  let wire = wireNames.get(name)
+  if (wire === undefined) {
+    wire = name.toLowerCase()
+    if (wireNames.size < 256) wireNames.set(name, wire)
+  }
+  return wire
+}
 
 /** @internal */
 export interface Plan {
@@ -96,24 +129,29 @@ export const plan = <A>(target: RedisTarget<A>, rows: ReadonlyArray<A>, fusion: 
     deduplicated = result.deduplicated
     merged = result.merged
   }
-  const rowsOf = (u: number): number | ReadonlyArray<number> => (sources === undefined ? u : sources[u]!)
-  const base = { rowsIn: rows.length, rowsOut: units.length, deduplicated, merged }
+  const rowsIn = rows.length
+  const rowsOut = units.length
   const fuse = target.fusion
+  const ops: Array<Op> = []
+  let args = 0
   if (fusion && fuse.kind === "multi") {
-    const ops: Array<Op> = []
+    // One flat argument array per command, each row appending its arguments; without coalescing a
+    // command stands for a range of input rows, so no per-row bookkeeping at all.
+    const wire = wireName(fuse.name)
     for (let start = 0; start < units.length; start += fusedRowsPerCommand) {
       const end = Math.min(start + fusedRowsPerCommand, units.length)
-      const args: Array<Arg> = []
-      const covered: Array<number> = []
-      for (let u = start; u < end; u++) {
-        const unit = units[u]!
-        for (const arg of fuse.args(unit)) args.push(arg)
-        if (sources === undefined) covered.push(u)
-        else for (const r of sources[u]!) covered.push(r)
+      const out: Array<Arg> = []
+      for (let u = start; u < end; u++) fuse.append(units[u]!, out)
+      args += out.length
+      if (sources === undefined) {
+        ops.push(op(fuse.name, wire, out, fusedKey, true, undefined, start, end - start))
+      } else {
+        const covered: Array<number> = []
+        for (let u = start; u < end; u++) for (const r of sources[u]!) covered.push(r)
+        ops.push(op(fuse.name, wire, out, fusedKey, true, covered, 0, covered.length))
       }
-      ops.push(op(fuse.name, args, fusedKey, true, covered))
     }
-    return { ...base, ops, fusedRows: rows.length, fused: fuse.name, args: argsOf(ops) }
+    return { ops, rowsIn, rowsOut, fusedRows: rowsIn, fused: fuse.name, args, deduplicated, merged }
   }
   if (fusion && fuse.kind === "sameKey") {
     interface Entry {
@@ -121,10 +159,11 @@ export const plan = <A>(target: RedisTarget<A>, rows: ReadonlyArray<A>, fusion: 
       readonly rows: Array<number>
       count: number
     }
+    const wire = wireName(fuse.name)
     const byKey = new Map<string, Entry>()
-    const ops: Array<Op> = []
     const flush = (key: string, entry: Entry) => {
-      ops.push(op(fuse.name, entry.args, key, true, entry.rows))
+      args += entry.args.length
+      ops.push(op(fuse.name, wire, entry.args, key, true, entry.rows, 0, entry.rows.length))
     }
     for (let u = 0; u < units.length; u++) {
       const unit = units[u]!
@@ -135,29 +174,32 @@ export const plan = <A>(target: RedisTarget<A>, rows: ReadonlyArray<A>, fusion: 
         entry = { args: [...fuse.head(unit)], rows: [], count: 0 }
         byKey.set(key, entry)
       }
-      for (const arg of fuse.args(unit)) entry.args.push(arg)
+      fuse.append(unit, entry.args)
       if (sources === undefined) entry.rows.push(u)
       else for (const r of sources[u]!) entry.rows.push(r)
       entry.count++
     }
     for (const [key, entry] of byKey) flush(key, entry)
-    return { ...base, ops, fusedRows: rows.length, fused: fuse.name, args: argsOf(ops) }
+    return { ops, rowsIn, rowsOut, fusedRows: rowsIn, fused: fuse.name, args, deduplicated, merged }
   }
-  const ops: Array<Op> = []
+  let lastName = ""
+  let lastWire = ""
   for (let u = 0; u < units.length; u++) {
     const unit = units[u]!
     const key = target.redisKey(unit)
     const commands = target.commandsFor(unit, key)
     if (commands.length === 0) continue
     const idempotent = target.idempotent(unit)
-    const covered = rowsOf(u)
-    for (const c of commands) ops.push(op(c.name, c.args, key, idempotent, covered))
+    const covered = sources === undefined ? undefined : sources[u]!
+    for (let c = 0; c < commands.length; c++) {
+      const command = commands[c]!
+      if (command.name !== lastName) {
+        lastName = command.name
+        lastWire = wireName(lastName)
+      }
+      args += command.args.length
+      ops.push(op(command.name, lastWire, command.args, key, idempotent, covered, u, 1))
+    }
   }
-  return { ...base, ops, fusedRows: 0, fused: undefined, args: argsOf(ops) }
-}
-
-const argsOf = (ops: ReadonlyArray<Op>): number => {
-  let n = 0
-  for (const o of ops) n += o.args.length
-  return n
+  return { ops, rowsIn, rowsOut, fusedRows: 0, fused: undefined, args, deduplicated, merged }
 }

@@ -29,20 +29,26 @@ export interface Command {
 /**
  * How a batch of one target's rows may be written with fewer commands and the same final state.
  * - `none`: one command (or more) per row.
- * - `multi`: one command for all rows, each row adding its arguments (`MSET`, `DEL`, `UNLINK`).
- * - `sameKey`: one command per key, each row adding its arguments (`ZADD key … score member …`).
+ * - `multi`: one command for all rows, each row appending its arguments (`MSET`, `DEL`, `UNLINK`).
+ * - `sameKey`: one command per key, each row appending its arguments (`ZADD key … score member …`).
+ *
+ * `append` pushes a row's arguments onto the command's one argument array (no array per row).
  *
  * @since 0.1.0
  * @category models
  */
 export type Fusion<A> =
   | { readonly kind: "none" }
-  | { readonly kind: "multi"; readonly name: string; readonly args: (row: A) => ReadonlyArray<Arg> }
+  | {
+      readonly kind: "multi"
+      readonly name: string
+      readonly append: (row: A, args: Array<Arg>) => void
+    }
   | {
       readonly kind: "sameKey"
       readonly name: string
       readonly head: (row: A) => ReadonlyArray<Arg>
-      readonly args: (row: A) => ReadonlyArray<Arg>
+      readonly append: (row: A, args: Array<Arg>) => void
     }
 
 /**
