@@ -222,7 +222,9 @@ export const make = (connection: Connection, options: Options) => {
     })
 
   /** The commands to send in the next round, or `undefined` when the call is done. */
-  const nextPipelineRound = (state: CallState): Array<Op> | undefined => {
+  const nextPipelineRound = (state: CallState): ReadonlyArray<Op> | undefined => {
+    // First round: every planned command is pending.
+    if (state.rounds === 0) return state.ops.length === 0 ? undefined : state.ops
     let pending = pendingOf(state.ops)
     if (pending === undefined) return undefined
     if (state.rounds > 0) {
