@@ -658,6 +658,7 @@ export class Engine {
   }
 
   private finish(group: Group): void {
+    group.fiber = undefined
     this.keys.finish(group)
     this.inFlight.delete(group)
     this.backlogDone(group)

@@ -37,11 +37,20 @@ export class KeyOrdering {
     active.add(group)
   }
 
-  /** A group finished (committed or reported): later groups no longer wait for it. */
+  /**
+   * A group finished (committed or reported): later groups no longer wait for it. It lets go of its
+   * own dependencies and keys too: a later group may still hold it in its `deps`, and while the flow
+   * is busy every group can depend on the one before, so a finished group that kept its `deps` would
+   * keep every earlier group (and their rows) alive in one chain.
+   */
   finish(group: Group): void {
     this.active.get(group.target)?.delete(group)
+    group.deps = noDeps
+    group.keys = undefined
   }
 }
+
+const noDeps: ReadonlyArray<Group> = []
 
 const keysOf = (group: Group): GroupKeys => {
   if (group.keys === undefined) group.keys = readKeys(group)
