@@ -12,7 +12,9 @@
  * The whole batch is one JSON parameter (`pgForm: "json"`, the default): one short statement text
  * whatever the batch size, the table's own column types convert the values, no 65,535-parameter
  * limit, and measured as fast as `unnest` arrays (≈1.6–2× a multi-row `VALUES` list). `pgForm:
- * "values"` gives the classic multi-row `VALUES ($1, $2), …` list instead.
+ * "values"` gives the classic multi-row `VALUES ($1, $2), …` list instead; `pgForm: "unnest"` one
+ * text array literal per column, read by `unnest($1::bigint[], …)` with the column types from the
+ * catalog: about 0.9 µs/row less PostgreSQL CPU than `json` (see the SQL guide).
  *
  * @since 0.1.0
  */
@@ -37,7 +39,7 @@ import type * as Sql from "./Sql.js"
  * @category models
  */
 export interface StatementOptions {
-  /** Default `json`: see the module description. */
+  /** Default `json`; `values` or `unnest`: see the module description. */
   readonly pgForm?: Sql.PgForm | undefined
   /** For `pgForm: "values"`: bind parameters per statement (default and maximum 65,535). */
   readonly maxParams?: number | undefined

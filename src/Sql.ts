@@ -27,11 +27,15 @@ export type Dialect = "pg" | "mysql" | "sqlite"
  * `json_populate_recordset(NULL::table, $1::json)`: the table's own column types convert the values,
  * the statement text does not depend on the batch size, and there is no parameter limit. `values` is
  * the classic multi-row `VALUES ($1, $2), …` list (65,535 parameters per statement at most).
+ * `unnest` sends one text array literal per column, built by the executor, read by
+ * `unnest($1::bigint[], $2::text[], …)` with the column types read from the catalog: less CPU on
+ * both sides than `json` (see the SQL guide); tables with array columns, and `preview` (which has no
+ * catalog), use the JSON form.
  *
  * @since 0.1.0
  * @category models
  */
-export type PgForm = "json" | "values"
+export type PgForm = "json" | "values" | "unnest"
 
 /**
  * How statements are built. Batches that exceed a limit are split into several statements run in

@@ -7,7 +7,7 @@ import * as Either from "effect/Either"
 import type * as Table from "../Table.js"
 import { RowEncodeError } from "./sqlErrors.js"
 import { type Internals, internals } from "./sqlTable.js"
-import { jsonReplacer, needsReplacer, split, toDriver } from "./sqlValues.js"
+import { arrayLiterals, jsonReplacer, needsReplacer, split, toDriver } from "./sqlValues.js"
 
 /** @internal */
 export type Dialect = "pg" | "mysql" | "sqlite"
@@ -19,11 +19,17 @@ export type Dialect = "pg" | "mysql" | "sqlite"
  *
  * @internal
  */
-export type PgForm = "json" | "values"
+export type PgForm = "json" | "values" | "unnest"
 
 /** @internal */
 export interface BuildOptions {
   readonly pgForm: PgForm
+  /**
+   * For `unnest`: each column's type without modifiers (`format_type(atttypid, NULL)`), in the
+   * table's column order, read from the catalog by the executor. Without them (`Sql.preview`), or
+   * when a column is an array (unnest would flatten it), the JSON form is used instead.
+   */
+  readonly pgTypes?: ReadonlyArray<string> | undefined
   /** Bind parameters per statement at most. */
   readonly maxParams: number
   /** Estimated statement size (SQL text plus values) at most, in bytes; a single bigger row still goes alone. */
@@ -139,7 +145,9 @@ export const dedupe = (
 
 interface Template {
   readonly dialect: Dialect
-  readonly form: "json" | "values"
+  readonly form: "json" | "values" | "unnest"
+  /** For `unnest`: whether each column is json/jsonb (its values are written as JSON text). */
+  readonly jsonColumns: ReadonlyArray<boolean>
   /** Everything before the row tuples (`values`), or the whole statement (`json`). */
   readonly head: string
   readonly tail: string
@@ -188,9 +196,22 @@ const insertVerb = (dialect: Dialect, table: Table.Any): string => {
   return "INSERT INTO"
 }
 
-const template = (dialect: Dialect, table: Table.Any, own: Internals, pgForm: PgForm): Template => {
-  const form = dialect === "pg" ? pgForm : "values"
-  const id = `${dialect}:${form}`
+/** Whether the `unnest` form can write a table whose column types are `types`. */
+const unnestable = (types: ReadonlyArray<string> | undefined): types is ReadonlyArray<string> => {
+  if (types === undefined) return false
+  return types.every((type) => !type.endsWith("[]"))
+}
+
+const template = (
+  dialect: Dialect,
+  table: Table.Any,
+  own: Internals,
+  pgForm: PgForm,
+  pgTypes?: ReadonlyArray<string>
+): Template => {
+  const form =
+    dialect !== "pg" ? "values" : pgForm === "unnest" ? (unnestable(pgTypes) ? "unnest" : "json") : pgForm
+  const id = form === "unnest" ? `${dialect}:unnest:${pgTypes!.join(",")}` : `${dialect}:${form}`
   const cached = own.templates.get(id) as Template | undefined
   if (cached !== undefined) return cached
   const q = (name: string) => quote(dialect, name)
@@ -201,10 +222,13 @@ const template = (dialect: Dialect, table: Table.Any, own: Internals, pgForm: Pg
   const head =
     form === "json"
       ? `${into} SELECT ${columns} FROM json_populate_recordset(NULL::${name}, $1::json)${tail}`
-      : `${into} VALUES `
+      : form === "unnest"
+        ? `${into} SELECT * FROM unnest(${pgTypes!.map((type, i) => `$${i + 1}::${type}[]`).join(", ")})${tail}`
+        : `${into} VALUES `
   const made: Template = {
     dialect,
     form,
+    jsonColumns: form === "unnest" ? pgTypes!.map((type) => type === "json" || type === "jsonb") : [],
     head,
     tail,
     columns: table.columns.length,
@@ -243,7 +267,7 @@ const valuesText = (t: Template, rows: number): string => {
 /** The statement text for one row: the shape behind the fingerprint. @internal */
 export const shapeText = (dialect: Dialect, table: Table.Any, pgForm: PgForm): string => {
   const t = template(dialect, table, internals(table), pgForm)
-  return t.form === "json" ? t.head : valuesText(t, 1)
+  return t.form === "values" ? valuesText(t, 1) : t.head
 }
 
 /**
@@ -286,12 +310,31 @@ export const plan = (
     }
     rows = encoded
   }
-  const t = template(dialect, table, own, options.pgForm)
+  const t = template(dialect, table, own, options.pgForm, options.pgTypes)
   const columns = table.columns
   const maxBytes = options.maxStatementBytes
   const fixedBytes = t.head.length + t.tail.length
   const statements: Array<Statement> = []
-  if (t.form === "json") {
+  if (t.form === "unnest") {
+    // One text array literal per column: measure them, split by estimate only when too big.
+    const whole = arrayLiterals(columns, t.jsonColumns, rows)
+    let bytes = fixedBytes
+    for (const literal of whole) bytes += literal.length * 3
+    if (rows.length === 1 || bytes <= maxBytes) {
+      statements.push({ sql: t.head, params: whole, rows: rows.length })
+    } else {
+      let start = 0
+      for (const end of split(rows, columns, Number.MAX_SAFE_INTEGER, maxBytes, fixedBytes)) {
+        const chunk = rows.slice(start, end)
+        statements.push({
+          sql: t.head,
+          params: arrayLiterals(columns, t.jsonColumns, chunk),
+          rows: chunk.length
+        })
+        start = end
+      }
+    }
+  } else if (t.form === "json") {
     // The JSON text is the statement's payload: measure it instead of estimating row by row.
     const whole = jsonText(own, rows)
     if (rows.length === 1 || fixedBytes + whole.length * 3 <= maxBytes) {

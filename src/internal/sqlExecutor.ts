@@ -108,15 +108,19 @@ const pgRunner = (sql: SqlClient.SqlClient): Runner => ({
     const ms = remaining(deadline)
     return Number.isFinite(ms) ? `BEGIN; SET LOCAL statement_timeout = ${ms}` : "BEGIN"
   },
-  // The JSON form has one parameter, the rows' JSON text: inlined as a literal, BEGIN, the deadline,
-  // the statement and COMMIT go in one round trip, as the statement alone did before the deadline.
+  // The JSON and unnest forms have text parameters only, each cast (`$1::json`, `$2::bigint[]`):
+  // inlined as literals, BEGIN, the deadline, the statement and COMMIT go in one round trip, as the
+  // statement alone did before the deadline. (Names cannot hold `$`: Table.make checks them.)
   oneTrip: (statement) => {
-    const json = statement.params.length === 1 ? statement.params[0] : undefined
-    if (typeof json !== "string" || !statement.sql.includes("$1::json")) return undefined
-    return (deadline) => {
-      const insert = statement.sql.replace("$1::json", `${pgLiteral(json)}::json`)
-      return `BEGIN; SET LOCAL statement_timeout = ${remaining(deadline)}; ${insert}; COMMIT`
-    }
+    const params = statement.params
+    if (params.length === 0 || !params.every((p) => typeof p === "string")) return undefined
+    let casts = 0
+    const insert = statement.sql.replace(/\$(\d+)::/g, (_, n: string) => {
+      casts++
+      return `${pgLiteral(params[Number(n) - 1] as string)}::`
+    })
+    if (casts !== params.length) return undefined
+    return (deadline) => `BEGIN; SET LOCAL statement_timeout = ${remaining(deadline)}; ${insert}; COMMIT`
   }
 })
 
@@ -190,14 +194,20 @@ const mysqlRunner = (sql: SqlClient.SqlClient): Runner => {
   }
 }
 
-/** SQLite runs in-process and synchronously: a statement cannot outlive the attempt. */
+/**
+ * SQLite runs in-process and synchronously: a statement cannot outlive the attempt. Statements run on
+ * the client's connection, reserved (the client's lock, as its transactions take it), not through
+ * `sql.unsafe`, which opens a span with the statement's text and copies the parameters twice. The
+ * parameters are handed over as one array (better-sqlite3 binds an array's elements), not spread as
+ * 2,500 arguments; the client prepares each statement text once (its statement cache).
+ */
 const sqliteRunner = (sql: SqlClient.SqlClient): Runner => ({
   run: (statement, _deadline, conn) =>
     conn === undefined
-      ? sql.unsafe(statement.sql, statement.params).raw
-      : conn.executeRaw(statement.sql, statement.params),
+      ? sql.unsafe(statement.sql, [statement.params]).raw
+      : conn.executeRaw(statement.sql, [statement.params]),
   deadlineNeedsTransaction: false,
-  reserveSingle: false,
+  reserveSingle: true,
   begin: () => "BEGIN",
   oneTrip: () => undefined
 })
@@ -218,45 +228,65 @@ interface ColumnCheck {
  * unchecked and fails on the server as a missing table; the next batch reads the catalog again.
  */
 interface Catalog {
-  /** The checks of a table when read and fresh; `undefined` when the catalog must be read. */
-  readonly cached: (table: Table.Any) => ReadonlyArray<ColumnCheck> | undefined
-  readonly lookup: (table: Table.Any) => Effect.Effect<ReadonlyArray<ColumnCheck>, ColumnLookupError>
+  /** What is known of a table when read and fresh; `undefined` when the catalog must be read. */
+  readonly cached: (table: Table.Any) => Known | undefined
+  readonly lookup: (table: Table.Any) => Effect.Effect<Known, ColumnLookupError>
   readonly forget: (table: Table.Any) => void
+}
+
+/** What the catalog says of a table. */
+interface Known {
+  readonly checks: ReadonlyArray<ColumnCheck>
+  /** PostgreSQL: each column's type without modifiers, in the table's column order (for `unnest`). */
+  readonly pgTypes: ReadonlyArray<string> | undefined
+}
+
+/** What a catalog read finds: the numeric columns, and every column's base type (PostgreSQL). */
+interface Found {
+  readonly numeric: ReadonlyArray<NumericColumn>
+  readonly types: ReadonlyMap<string, string> | undefined
 }
 
 /** How long a table's column types are trusted before they are read again. */
 const catalogTtlMillis = 60_000
 
 const none: ReadonlyArray<ColumnCheck> = []
+const unknown: Known = { checks: none, pgTypes: undefined }
 
 const makeCatalog = (
-  /** The table's numeric columns, `undefined` when the catalog has no column of it at all. */
-  read: (table: Table.Any) => Effect.Effect<ReadonlyArray<NumericColumn> | undefined, SqlError>,
+  /** The table's columns, `undefined` when the catalog has no column of it at all. */
+  read: (table: Table.Any) => Effect.Effect<Found | undefined, SqlError>,
   caseInsensitive: boolean
 ): Catalog => {
-  const entries = new WeakMap<
-    Table.Any,
-    { readonly checks: ReadonlyArray<ColumnCheck>; readonly at: number }
-  >()
+  const entries = new WeakMap<Table.Any, { readonly known: Known; readonly at: number }>()
   const norm = caseInsensitive ? (name: string) => name.toLowerCase() : (name: string) => name
   return {
     cached: (table) => {
       const entry = entries.get(table)
-      return entry !== undefined && Date.now() - entry.at < catalogTtlMillis ? entry.checks : undefined
+      return entry !== undefined && Date.now() - entry.at < catalogTtlMillis ? entry.known : undefined
     },
     lookup: (table) =>
       Effect.map(
         Effect.mapError(read(table), (cause) => new ColumnLookupError({ table: table.name, cause })),
         (found) => {
-          if (found === undefined) return none
-          const byName = new Map(found.map((column) => [norm(column.name), column]))
+          if (found === undefined) return unknown
+          const byName = new Map(found.numeric.map((column) => [norm(column.name), column]))
           const checks: Array<ColumnCheck> = []
           for (const field of table.columns) {
             const column = byName.get(norm(field))
             if (column !== undefined) checks.push({ field, column })
           }
-          entries.set(table, { checks: checks.length === 0 ? none : checks, at: Date.now() })
-          return checks
+          const types = found.types
+          const pgTypes = types === undefined ? [] : table.columns.map((field) => types.get(field))
+          const known: Known = {
+            checks: checks.length === 0 ? none : checks,
+            pgTypes:
+              types === undefined || pgTypes.some((type) => type === undefined)
+                ? undefined
+                : (pgTypes as ReadonlyArray<string>)
+          }
+          entries.set(table, { known, at: Date.now() })
+          return known
         }
       ),
     forget: (table) => {
@@ -318,15 +348,18 @@ const mysqlCatalog = (sql: SqlClient.SqlClient): Catalog =>
       const own = exact.length > 0 ? exact : new Set(rows.map((row) => row.t)).size === 1 ? rows : []
       if (own.length === 0) return undefined
       const numeric = (u: number | string | null) => (u === null ? null : Number(u))
-      return own.flatMap((row) => {
-        const column = mysqlNumericColumn(row.c, row.d, row.ct, numeric(row.p), numeric(row.s))
-        return column === undefined ? [] : [column]
-      })
+      return {
+        numeric: own.flatMap((row) => {
+          const column = mysqlNumericColumn(row.c, row.d, row.ct, numeric(row.p), numeric(row.s))
+          return column === undefined ? [] : [column]
+        }),
+        types: undefined
+      }
     })
   }, true)
 
 const pgColumnsQuery =
-  "SELECT a.attname AS c, format_type(a.atttypid, a.atttypmod) AS t FROM pg_catalog.pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped"
+  "SELECT a.attname AS c, format_type(a.atttypid, a.atttypmod) AS t, format_type(a.atttypid, NULL) AS b FROM pg_catalog.pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped"
 
 /**
  * PostgreSQL rejects a fraction for its integer types (22P02, a row-level `bad_value` the engine
@@ -336,13 +369,16 @@ const pgCatalog = (sql: SqlClient.SqlClient): Catalog =>
   makeCatalog((table) => {
     const name = table.path.map((part) => `"${part.replaceAll('"', '""')}"`).join(".")
     return Effect.map(
-      sql.unsafe<{ readonly c: string; readonly t: string }>(pgColumnsQuery, [name]),
+      sql.unsafe<{ readonly c: string; readonly t: string; readonly b: string }>(pgColumnsQuery, [name]),
       (rows) => {
         if (rows.length === 0) return undefined
-        return rows.flatMap((row) => {
-          const column = pgNumericColumn(row.c, row.t)
-          return column === undefined ? [] : [column]
-        })
+        return {
+          numeric: rows.flatMap((row) => {
+            const column = pgNumericColumn(row.c, row.t)
+            return column === undefined ? [] : [column]
+          }),
+          types: new Map(rows.map((row) => [row.c, row.b]))
+        }
       }
     )
   }, false)
@@ -441,21 +477,27 @@ export const make = (
           ? Date.now() + timeoutMillis
           : Number.POSITIVE_INFINITY
         if (!Table.isTable(target)) return Effect.fail(new NotATable({ target: target.name }))
-        if (catalog === undefined) return writeBatch(target, rows, deadline, none)
-        const checks = catalog.cached(target)
-        return checks !== undefined
-          ? writeBatch(target, rows, deadline, checks)
+        if (catalog === undefined) return writeBatch(target, rows, deadline, unknown)
+        const known = catalog.cached(target)
+        return known !== undefined
+          ? writeBatch(target, rows, deadline, known)
           : Effect.flatMap(catalog.lookup(target), (read) => writeBatch(target, rows, deadline, read))
       })
     const writeBatch = (
       target: Table.Any,
       rows: ReadonlyArray<unknown>,
       deadline: number,
-      checks: ReadonlyArray<ColumnCheck>
+      known: Known
     ): Effect.Effect<void, Failure> => {
+      const checks = known.checks
       let planned: Plan
       try {
-        planned = plan(dialect, target, rows, opts)
+        planned = plan(
+          dialect,
+          target,
+          rows,
+          opts.pgForm === "unnest" && known.pgTypes !== undefined ? { ...opts, pgTypes: known.pgTypes } : opts
+        )
       } catch (error) {
         if (error instanceof RowEncodeError) return Effect.fail(error)
         throw error

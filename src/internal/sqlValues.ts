@@ -38,6 +38,77 @@ export const toDriver = (dialect: Dialect, value: unknown, kind?: ColumnKind): u
   }
 }
 
+// ---------------------------------------------------------------- PostgreSQL array literals
+
+const needsEscape = /["\\]/
+const escaped = /["\\]/g
+
+/** A double-quoted array element: quotes and backslashes escaped; `NULL`, `""`, braces, commas and spaces stay text. */
+const quoted = (text: string): string =>
+  needsEscape.test(text) ? `"${text.replace(escaped, "\\$&")}"` : `"${text}"`
+
+/**
+ * One value as an element of a PostgreSQL array literal, in the text form the column type's input
+ * function reads (the same text the JSON form hands it): numbers and bigints as digits, booleans as
+ * `true`/`false`, dates as ISO-8601, bytes as bytea hex, other objects as JSON; strings always
+ * quoted, so that `NULL`, `""` and spaces stay strings. For json/jsonb columns every value is JSON.
+ */
+const arrayElement = (value: unknown, json: boolean): string => {
+  if (value === null || value === undefined) return "NULL"
+  if (json) return quoted(JSON.stringify(value, jsonReplacerValue))
+  switch (typeof value) {
+    case "number":
+      return String(value)
+    case "string":
+      return quoted(value)
+    case "bigint":
+      return value.toString()
+    case "boolean":
+      return value ? "true" : "false"
+    default:
+      if (value instanceof Date) return quoted(value.toISOString())
+      if (value instanceof Uint8Array) return `"\\\\x${hex(value)}"`
+      return quoted(JSON.stringify(value, jsonReplacerValue))
+  }
+}
+
+/**
+ * The `unnest` form's parameters: one text array literal per column (`{1,2,NULL}`,
+ * `{"a","b \\"c"}`), built here rather than by node-postgres (whose array encoding allocates
+ * ~1 KB per row).
+ *
+ * @internal
+ */
+export const arrayLiterals = (
+  columns: ReadonlyArray<string>,
+  jsonColumns: ReadonlyArray<boolean>,
+  rows: ReadonlyArray<unknown>
+): Array<string> => {
+  const out: Array<string> = new Array(columns.length)
+  for (let c = 0; c < columns.length; c++) {
+    const column = columns[c]!
+    const json = jsonColumns[c] === true
+    let text = "{"
+    for (let r = 0; r < rows.length; r++) {
+      if (r > 0) text += ","
+      const value = (rows[r] as Row)[column]
+      // The common cases inline: numbers as their digits, strings quoted.
+      if (!json && typeof value === "number") text += value
+      else if (!json && typeof value === "string") text += quoted(value)
+      else text += arrayElement(value, json)
+    }
+    out[c] = `${text}}`
+  }
+  return out
+}
+
+/** The JSON replacer for values at any depth: bytes as bytea hex text, bigints as digits. */
+function jsonReplacerValue(this: unknown, key: string, value: unknown): unknown {
+  const raw = (this as Record<string, unknown>)[key]
+  if (raw instanceof Uint8Array) return `\\x${hex(raw)}`
+  return typeof value === "bigint" ? value.toString() : value
+}
+
 /** JSON for PostgreSQL's `json` form: bytes as bytea hex text, bigints as digits. */
 /** @internal */
 export function jsonReplacer(this: Record<string, unknown>, key: string, value: unknown): unknown {
@@ -106,7 +177,16 @@ export interface NumericColumn {
   /** Bounds for integer types (inclusive); undefined for DECIMAL. */
   readonly min: bigint | undefined
   readonly max: bigint | undefined
+  /** `min` and `max` as numbers (±Infinity when absent): exact enough for safe integers, and fast. */
+  readonly minNumber: number
+  readonly maxNumber: number
 }
+
+const withNumbers = (column: Omit<NumericColumn, "minNumber" | "maxNumber">): NumericColumn => ({
+  ...column,
+  minNumber: column.min === undefined ? Number.NEGATIVE_INFINITY : Number(column.min),
+  maxNumber: column.max === undefined ? Number.POSITIVE_INFINITY : Number(column.max)
+})
 
 const integerRanges: Record<string, readonly [bigint, bigint, bigint]> = {
   // type: [signed min, signed max, unsigned max]
@@ -137,33 +217,40 @@ export const mysqlNumericColumn = (
   const unsigned = type.includes("unsigned")
   const range = integerRanges[data]
   if (range !== undefined) {
-    return {
+    return withNumbers({
       name,
       type,
       scale: 0,
       integerDigits: Number.POSITIVE_INFINITY,
       min: unsigned ? 0n : range[0],
       max: unsigned ? range[2] : range[1]
-    }
+    })
   }
   if (data === "bit") {
     const bits = precision ?? 1
-    return {
+    return withNumbers({
       name,
       type,
       scale: 0,
       integerDigits: Number.POSITIVE_INFINITY,
       min: 0n,
       max: 2n ** BigInt(bits) - 1n
-    }
+    })
   }
   if (data === "year") {
-    return { name, type, scale: 0, integerDigits: Number.POSITIVE_INFINITY, min: undefined, max: undefined }
+    return withNumbers({
+      name,
+      type,
+      scale: 0,
+      integerDigits: Number.POSITIVE_INFINITY,
+      min: undefined,
+      max: undefined
+    })
   }
   // DECIMAL(p, s), and FLOAT(p, s) / DOUBLE(p, s) declared with a scale (MariaDB rounds those to it).
   const withScale = data === "decimal" || data === "numeric" || data === "float" || data === "double"
   if (withScale && scale !== null && (data === "decimal" || data === "numeric" || /\(\d+,\d+\)/.test(type))) {
-    return {
+    return withNumbers({
       name,
       type,
       scale,
@@ -171,7 +258,7 @@ export const mysqlNumericColumn = (
         data === "decimal" || data === "numeric" ? (precision ?? 10) - scale : Number.POSITIVE_INFINITY,
       min: unsigned ? 0n : undefined,
       max: undefined
-    }
+    })
   }
   return undefined
 }
@@ -187,7 +274,14 @@ export const pgNumericColumn = (name: string, formatted: string): NumericColumn 
   if (found === null) return undefined
   const precision = Number(found[1])
   const scale = Number(found[2])
-  return { name, type: formatted, scale, integerDigits: precision - scale, min: undefined, max: undefined }
+  return withNumbers({
+    name,
+    type: formatted,
+    scale,
+    integerDigits: precision - scale,
+    min: undefined,
+    max: undefined
+  })
 }
 
 const numberText = /^\s*([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?\s*$/
@@ -237,8 +331,7 @@ export const checkNumeric = (column: NumericColumn, value: unknown): NumericProb
   switch (typeof value) {
     case "number":
       if (Number.isSafeInteger(value)) {
-        if (column.min !== undefined && value < column.min) return outOfRange(column)
-        if (column.max !== undefined && value > column.max) return outOfRange(column)
+        if (value < column.minNumber || value > column.maxNumber) return outOfRange(column)
         if (column.integerDigits < 16 && Math.abs(value) >= 10 ** column.integerDigits)
           return tooManyDigits(column)
         return undefined
