@@ -16,7 +16,13 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type { BatchExecutor } from "./BatchExecutor.js"
 import * as BatchFlowConfig from "./BatchFlowConfig.js"
-import type { BatchFailure, BatchFlowClosed, BatchFlowConfigError, InvalidRow } from "./BatchFlowError.js"
+import type {
+  BatchFailure,
+  BatchFlowClosed,
+  BatchFlowConfigError,
+  BufferFull,
+  InvalidRow
+} from "./BatchFlowError.js"
 import * as internal from "./internal/engine.js"
 import { ErrorClassifier } from "./Retry.js"
 import type * as Target from "./Target.js"
@@ -74,9 +80,22 @@ export interface BatchFlow {
   /**
    * Validates the row against the target's schema and enqueues it. Suspends while the buffer is
    * full; if the caller is interrupted (or times out) while suspended, nothing is enqueued. Fails
-   * with `InvalidRow` (naming the field) or `BatchFlowClosed`.
+   * with `InvalidRow` (naming the field), `BatchFlowClosed`, or `BufferFull` when it waited
+   * `submitTimeout` for room (never, by default).
    */
-  readonly submit: <A>(target: Target.Target<A>, row: A) => Effect.Effect<void, InvalidRow | BatchFlowClosed>
+  readonly submit: <A>(
+    target: Target.Target<A>,
+    row: A
+  ) => Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull>
+  /**
+   * Like `submit`, but never waits: accepts the row and succeeds with `true` if the buffer has room
+   * now, or succeeds with `false` (accepting nothing) when the buffer or the target's retry backlog
+   * is full; counted as a `full` rejection. For a caller that sheds load instead of waiting.
+   */
+  readonly trySubmit: <A>(
+    target: Target.Target<A>,
+    row: A
+  ) => Effect.Effect<boolean, InvalidRow | BatchFlowClosed>
   /**
    * For callers outside Effect (the `Queue.unsafeOffer` convention): validates the row and, if the
    * buffer has room, accepts it at once, as `submit` would. Returns `false` and accepts nothing when
@@ -94,7 +113,7 @@ export interface BatchFlow {
   readonly submitAll: <A>(
     target: Target.Target<A>,
     rows: Iterable<A>
-  ) => Effect.Effect<void, InvalidRow | BatchFlowClosed>
+  ) => Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull>
   /**
    * Like `submit`, then waits until the row's batch is committed; fails with that batch's
    * `BatchFailure` if it is not. Interrupting the wait does not withdraw the row.
@@ -102,7 +121,7 @@ export interface BatchFlow {
   readonly write: <A>(
     target: Target.Target<A>,
     row: A
-  ) => Effect.Effect<void, InvalidRow | BatchFlowClosed | BatchFailure>
+  ) => Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull | BatchFailure>
   /**
    * Writes everything submitted before the call and returns when those writes have finished
    * (committed, or reported as failures: see `failures` and `write`).
@@ -152,6 +171,7 @@ export const make = (
     return {
       [TypeId]: TypeId,
       submit: (target, row) => engine.submit(target, row),
+      trySubmit: (target, row) => engine.trySubmit(target, row),
       submitAll: (target, rows) => engine.submitAll(target, rows),
       unsafeOffer: (target, row) => engine.unsafeOffer(target, row),
       write: (target, row) => engine.write(target, row),

@@ -83,6 +83,12 @@ export interface BatchFlowConfig {
    * Default 30 s; > 0 or infinity.
    */
   readonly closeTimeout: Duration.Duration
+  /**
+   * How long `submit`, `submitAll` and `write` wait for room in a full buffer (or in a failing
+   * target's retry backlog) before failing with `BufferFull`. Default infinity: they wait as long as
+   * it takes (backpressure). `trySubmit` never waits. > 0 or infinity.
+   */
+  readonly submitTimeout: Duration.Duration
   /** Failures kept for the `failures` stream until read; further ones are dropped and counted. Default 1,024; ≥ 1. */
   readonly failureBufferSize: number
   /**
@@ -131,6 +137,7 @@ export interface Options {
     | undefined
   readonly timeout?: Duration.DurationInput | undefined
   readonly closeTimeout?: Duration.DurationInput | undefined
+  readonly submitTimeout?: Duration.DurationInput | undefined
   readonly failureBufferSize?: number | undefined
   readonly slowBatchThreshold?: Duration.DurationInput | undefined
   readonly logRowValues?: boolean | undefined
@@ -155,6 +162,7 @@ export const defaults: BatchFlowConfig = {
   },
   timeout: Duration.seconds(30),
   closeTimeout: Duration.seconds(30),
+  submitTimeout: Duration.infinity,
   failureBufferSize: 1024,
   slowBatchThreshold: Duration.seconds(5),
   logRowValues: false,
@@ -233,6 +241,11 @@ export const make = (options: Options = {}): Effect.Effect<BatchFlowConfig, Batc
     if (!(jitter >= 0 && jitter <= 1)) return yield* invalid("retry.jitter", jitter, "a number from 0 to 1")
     const timeout = yield* duration("timeout", options.timeout ?? defaults.timeout, true)
     const closeTimeout = yield* duration("closeTimeout", options.closeTimeout ?? defaults.closeTimeout, true)
+    const submitTimeout = yield* duration(
+      "submitTimeout",
+      options.submitTimeout ?? defaults.submitTimeout,
+      true
+    )
     const failureBufferSize = yield* integerAtLeast(
       "failureBufferSize",
       options.failureBufferSize ?? defaults.failureBufferSize,
@@ -275,6 +288,7 @@ export const make = (options: Options = {}): Effect.Effect<BatchFlowConfig, Batc
       },
       timeout,
       closeTimeout,
+      submitTimeout,
       failureBufferSize
     }
   })
@@ -289,7 +303,7 @@ const optional = <A>(config: Config.Config<A>, description: string) =>
  * `BATCHFLOW_BUFFER_SIZE`, `BATCHFLOW_FLUSH_SIZE`, `BATCHFLOW_FLUSH_INTERVAL` (e.g. `100 millis`),
  * `BATCHFLOW_CONCURRENCY`, `BATCHFLOW_RETRY_MAX_ATTEMPTS`, `BATCHFLOW_RETRY_BACKOFF_BASE`,
  * `BATCHFLOW_RETRY_MAX_BACKOFF`, `BATCHFLOW_RETRY_JITTER`, `BATCHFLOW_TIMEOUT`,
- * `BATCHFLOW_CLOSE_TIMEOUT`, `BATCHFLOW_FAILURE_BUFFER_SIZE`, `BATCHFLOW_SLOW_BATCH_THRESHOLD`,
+ * `BATCHFLOW_CLOSE_TIMEOUT`, `BATCHFLOW_SUBMIT_TIMEOUT`, `BATCHFLOW_FAILURE_BUFFER_SIZE`, `BATCHFLOW_SLOW_BATCH_THRESHOLD`,
  * `BATCHFLOW_LOG_ROW_VALUES` (`true`/`false`) and `BATCHFLOW_SENSITIVE_COLUMNS` (comma-separated,
  * e.g. `password,token,ssn`; it replaces the default list). Unset variables keep their defaults;
  * the values are validated by `make` like any other options.
@@ -315,6 +329,10 @@ export const config: Config.Config<Options> = Config.nested(
     }),
     timeout: optional(Config.duration("TIMEOUT"), "per-attempt timeout"),
     closeTimeout: optional(Config.duration("CLOSE_TIMEOUT"), "how long close waits"),
+    submitTimeout: optional(
+      Config.duration("SUBMIT_TIMEOUT"),
+      "how long a submit waits for room in a full buffer"
+    ),
     failureBufferSize: optional(Config.integer("FAILURE_BUFFER_SIZE"), "failures kept until read"),
     slowBatchThreshold: optional(
       Config.duration("SLOW_BATCH_THRESHOLD"),

@@ -34,6 +34,7 @@ export const isBatchFlowError = (u: unknown): u is BatchFlowError => Predicate.h
  */
 export type BatchFlowError =
   | BatchFlowClosed
+  | BufferFull
   | InvalidRow
   | BatchFailure
   | BatchFlowConfigError
@@ -55,6 +56,32 @@ export class BatchFlowClosed extends Schema.TaggedError<BatchFlowClosed>()("Batc
   /** @since 0.1.0 */
   override get message(): string {
     return `BatchFlow is closed: the row for target "${this.target}" was not accepted. Submit before closing the flow's scope.`
+  }
+}
+
+/**
+ * The buffer stayed full for `submitTimeout` (see `BatchFlowConfig`): the row (or, for `submitAll`,
+ * the rows after the first `accepted`) was not accepted; nothing of it was enqueued. The database is
+ * not keeping up with the producers.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BufferFull extends Schema.TaggedError<BufferFull>()("BufferFull", {
+  target: Schema.String,
+  /** The flow's `bufferSize`. */
+  bufferSize: Schema.Number,
+  /** How long the call waited for room. */
+  waitedMillis: Schema.Number,
+  /** Rows of a `submitAll` accepted before it gave up (0 for `submit` and `write`). */
+  accepted: Schema.Number
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId]: TypeId = TypeId
+  /** @since 0.1.0 */
+  override get message(): string {
+    const rows = this.accepted > 0 ? `rows after the first ${this.accepted}` : "row"
+    return `BatchFlow buffer is full: the ${rows} for target "${this.target}" not accepted after waiting ${Math.round(this.waitedMillis)} ms (bufferSize ${this.bufferSize}, submitTimeout). The database is not keeping up: shed the load (answer 503, retry later), or give the flow more room (bufferSize) or more writers (concurrency).`
   }
 }
 

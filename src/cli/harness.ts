@@ -11,7 +11,7 @@ import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as BatchFlow from "../BatchFlow.js"
-import type { BatchFailure, BatchFlowClosed, InvalidRow } from "../BatchFlowError.js"
+import type { BatchFailure, BatchFlowClosed, BufferFull, InvalidRow } from "../BatchFlowError.js"
 import type { Baseline } from "./raw.js"
 import type { BenchSpec } from "./workload.js"
 
@@ -55,9 +55,14 @@ export interface Tamper {
  * @category models
  */
 export interface Ops {
-  readonly submit: (id: number) => Effect.Effect<void, InvalidRow | BatchFlowClosed>
-  readonly submitAll: (first: number, last: number) => Effect.Effect<void, InvalidRow | BatchFlowClosed>
-  readonly write: (id: number) => Effect.Effect<void, InvalidRow | BatchFlowClosed | BatchFailure>
+  readonly submit: (id: number) => Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull>
+  readonly submitAll: (
+    first: number,
+    last: number
+  ) => Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull>
+  readonly write: (
+    id: number
+  ) => Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull | BatchFailure>
 }
 
 /**

@@ -28,7 +28,7 @@ import type * as Tracer from "effect/Tracer"
 import { BatchExecutor, isPartial } from "../BatchExecutor.js"
 import type { Stats } from "../BatchFlow.js"
 import type { BatchFlowConfig } from "../BatchFlowConfig.js"
-import { type BatchFailure, BatchFlowClosed, type InvalidRow } from "../BatchFlowError.js"
+import { type BatchFailure, BatchFlowClosed, BufferFull, type InvalidRow } from "../BatchFlowError.js"
 import * as Retry from "../Retry.js"
 import type * as Target from "../Target.js"
 import { Attempts } from "./attempt.js"
@@ -82,6 +82,8 @@ export class Engine {
   /** The rejection of each target after close (see `rejectClosed`). */
   private readonly closedErrors = new Map<string, Effect.Effect<never, BatchFlowClosed>>()
   private readonly intervalMillis: number
+  /** `submitTimeout` in milliseconds (infinity: submits wait as long as it takes). */
+  private readonly submitTimeoutMillis: number
   /** Whether row values may be shown, and which columns never are. */
   private readonly redaction: Redact.Redaction
 
@@ -105,6 +107,7 @@ export class Engine {
     this.buffer = new RowBuffer(config.bufferSize)
     this.ordering = config.concurrency > 1
     this.intervalMillis = Duration.toMillis(config.flushInterval)
+    this.submitTimeoutMillis = Duration.toMillis(config.submitTimeout)
     this.redaction = Redact.make(config)
     this.flushRequests = new FlushRequests()
     this.settlement = new Settlement(observer, clock, classify, failureBox, this.redaction)
@@ -131,12 +134,15 @@ export class Engine {
    * Per-row `submit`: the row is validated, copied and put in the buffer when a generator `yield*`s
    * the effect (see inline.ts), so a submit that finds room costs no run-loop operation.
    */
-  submit<A>(target: Target.Target<A>, row: A): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
+  submit<A>(
+    target: Target.Target<A>,
+    row: A
+  ): Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull> {
     return new Submit(this, target, row)
   }
 
   /** @internal What `submit` does at once; returns the rest (`Effect.void` when the row is in). */
-  offer(target: Target.Any, row: unknown): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
+  offer(target: Target.Any, row: unknown): Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull> {
     const invalid = target.validate(row)
     return invalid === undefined
       ? this.enqueue(target, target.copy(row as never), undefined, this.currentSpan())
@@ -176,9 +182,9 @@ export class Engine {
   write<A>(
     target: Target.Target<A>,
     row: A
-  ): Effect.Effect<void, InvalidRow | BatchFlowClosed | BatchFailure> {
+  ): Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull | BatchFailure> {
     return Effect.withFiberRuntime(
-      (fiber): Effect.Effect<void, InvalidRow | BatchFlowClosed | BatchFailure> => {
+      (fiber): Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull | BatchFailure> => {
         const invalid = target.validate(row)
         if (invalid !== undefined) return this.rejectInvalid(invalid)
         const ack: Ack = new Completion()
@@ -192,12 +198,15 @@ export class Engine {
   submitAll<A>(
     target: Target.Target<A>,
     input: Iterable<A>
-  ): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
+  ): Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull> {
     return new SubmitAll(this, target, input)
   }
 
   /** @internal What `submitAll` does at once; returns the rest (`Effect.void` when all are in). */
-  offerAll(target: Target.Any, input: Iterable<unknown>): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
+  offerAll(
+    target: Target.Any,
+    input: Iterable<unknown>
+  ): Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull> {
     const given = Array.isArray(input) ? (input as ReadonlyArray<unknown>) : Array.from(input)
     const rows = new Array<unknown>(given.length)
     for (let i = 0; i < given.length; i++) {
@@ -235,42 +244,90 @@ export class Engine {
     return Effect.zipRight(eventLoopTurn, rejected)
   }
 
-  /** `waitingSince`: when this submit first found the buffer full (only such submits are timed). */
+  /**
+   * `waitingSince`: when this submit first found no room (only such submits are timed, and bounded
+   * by `submitTimeout`).
+   */
   private enqueue(
     target: Target.Any,
     row: unknown,
     ack: Ack | undefined,
     span: Tracer.AnySpan | undefined,
     waitingSince?: number
-  ): Effect.Effect<void, BatchFlowClosed> {
+  ): Effect.Effect<void, BatchFlowClosed | BufferFull> {
     if (this.closing) return this.rejectClosed(target)
-    if (this.backlogFull(target)) {
-      return Effect.zipRight(
-        this.awaitBacklog(target),
-        Effect.suspend(() => this.enqueue(target, row, ack, span, waitingSince))
-      )
-    }
-    const buffer = this.buffer
-    if (buffer.size >= buffer.capacity) {
+    const full = this.backlogFull(target)
+    if (full || this.buffer.size >= this.buffer.capacity) {
       const since = waitingSince ?? this.clock.unsafeCurrentTimeMillis()
       return Effect.zipRight(
-        this.awaitSpace(),
+        this.waitForRoom(target, full ? this.awaitBacklog(target) : this.awaitSpace(), since, 0),
         Effect.suspend(() => this.enqueue(target, row, ack, span, since))
       )
     }
     if (waitingSince !== undefined) {
       this.observer.submitWaited(target.name, this.clock.unsafeCurrentTimeMillis() - waitingSince)
     }
-    const size = this.accept(target, row, ack, span)
+    return this.afterAccept(this.accept(target, row, ack, span))
+  }
+
+  /**
+   * Once per full batch, let the workers run: rows that wait in the buffer live longer, and rows
+   * that survive young-generation collections are what makes GC expensive. At most every 50 ms,
+   * yield to the event loop itself: with a synchronous sink nothing else would let timers (the
+   * flush interval, timeouts, signal handlers) run while producers keep submitting.
+   */
+  private afterAccept(size: number): Effect.Effect<void> {
     if (size % this.config.flushSize !== 0) return Effect.void
-    // Once per full batch, let the workers run: rows that wait in the buffer live longer, and rows
-    // that survive young-generation collections are what makes GC expensive. At most every 50 ms,
-    // yield to the event loop itself: with a synchronous sink nothing else would let timers (the
-    // flush interval, timeouts, signal handlers) run while producers keep submitting.
     const now = performance.now()
     if (now - this.lastTurn < 50) return Effect.yieldNow()
     this.lastTurn = now
     return eventLoopTurn
+  }
+
+  /**
+   * `trySubmit`: accepts the row if there is room now, and answers whether it did; never waits. A
+   * full buffer (or retry backlog) answers `false`, counted as a `full` rejection.
+   */
+  trySubmit<A>(target: Target.Target<A>, row: A): Effect.Effect<boolean, InvalidRow | BatchFlowClosed> {
+    return Effect.suspend((): Effect.Effect<boolean, InvalidRow | BatchFlowClosed> => {
+      const invalid = target.validate(row)
+      if (invalid !== undefined) return this.rejectInvalid(invalid)
+      if (this.closing) return this.rejectClosed(target)
+      if (this.backlogFull(target) || this.buffer.size >= this.buffer.capacity) {
+        this.observer.submitRejected(target.name, "full")
+        return Effect.succeed(false)
+      }
+      return Effect.as(
+        this.afterAccept(this.accept(target, target.copy(row), undefined, this.currentSpan())),
+        true
+      )
+    })
+  }
+
+  /**
+   * Waits for room (`wait`), for at most `submitTimeout` since the call first found none; past it,
+   * fails with `BufferFull` (the wait is interrupted: nothing is enqueued).
+   */
+  private waitForRoom(
+    target: Target.Any,
+    wait: Effect.Effect<void>,
+    since: number,
+    accepted: number
+  ): Effect.Effect<void, BufferFull> {
+    const limit = this.submitTimeoutMillis
+    if (limit === Number.POSITIVE_INFINITY) return wait
+    const bufferFull = () => {
+      this.observer.submitRejected(target.name, "full")
+      return new BufferFull({
+        target: target.name,
+        bufferSize: this.config.bufferSize,
+        waitedMillis: this.clock.unsafeCurrentTimeMillis() - since,
+        accepted
+      })
+    }
+    const left = since + limit - this.clock.unsafeCurrentTimeMillis()
+    if (left <= 0) return Effect.fail(bufferFull())
+    return Effect.timeoutFail(wait, { duration: Duration.millis(left), onTimeout: bufferFull })
   }
 
   /** Puts one row in the buffer (the caller checked for room); returns the buffer's new size. */
@@ -296,23 +353,23 @@ export class Engine {
     target: Target.Any,
     rows: ReadonlyArray<unknown>,
     from: number,
-    span: Tracer.AnySpan | undefined
-  ): Effect.Effect<void, BatchFlowClosed> {
+    span: Tracer.AnySpan | undefined,
+    waitingSince?: number
+  ): Effect.Effect<void, BatchFlowClosed | BufferFull> {
     if (this.closing) return this.rejectClosed(target)
-    if (this.backlogFull(target)) {
-      return Effect.zipRight(
-        this.awaitBacklog(target),
-        Effect.suspend(() => this.enqueueAll(target, rows, from, span))
-      )
-    }
     const free = this.buffer.free
     const remaining = rows.length - from
     const piece = remaining <= this.config.bufferSize ? remaining : Math.max(free, 0)
-    if (piece === 0 || piece > free) {
+    const full = this.backlogFull(target)
+    if (full || piece === 0 || piece > free) {
+      const since = waitingSince ?? this.clock.unsafeCurrentTimeMillis()
       return Effect.zipRight(
-        this.awaitSpace(),
-        Effect.suspend(() => this.enqueueAll(target, rows, from, span))
+        this.waitForRoom(target, full ? this.awaitBacklog(target) : this.awaitSpace(), since, from),
+        Effect.suspend(() => this.enqueueAll(target, rows, from, span, since))
       )
+    }
+    if (waitingSince !== undefined) {
+      this.observer.submitWaited(target.name, this.clock.unsafeCurrentTimeMillis() - waitingSince)
     }
     this.buffer.pushAll(target, rows, from, from + piece, span)
     this.accepted += piece
@@ -759,7 +816,7 @@ export class Engine {
 }
 
 /** `flow.submit(target, row)`: the engine's `offer`, run when the effect is (see inline.ts). */
-class Submit extends Inline<InvalidRow | BatchFlowClosed> {
+class Submit extends Inline<InvalidRow | BatchFlowClosed | BufferFull> {
   constructor(
     private readonly engine: Engine,
     private readonly target: Target.Any,
@@ -767,13 +824,13 @@ class Submit extends Inline<InvalidRow | BatchFlowClosed> {
   ) {
     super()
   }
-  protected now(): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
+  protected now(): Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull> {
     return this.engine.offer(this.target, this.row)
   }
 }
 
 /** `flow.submitAll(target, rows)`: the engine's `offerAll`, run when the effect is. */
-class SubmitAll extends Inline<InvalidRow | BatchFlowClosed> {
+class SubmitAll extends Inline<InvalidRow | BatchFlowClosed | BufferFull> {
   constructor(
     private readonly engine: Engine,
     private readonly target: Target.Any,
@@ -781,7 +838,7 @@ class SubmitAll extends Inline<InvalidRow | BatchFlowClosed> {
   ) {
     super()
   }
-  protected now(): Effect.Effect<void, InvalidRow | BatchFlowClosed> {
+  protected now(): Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull> {
     return this.engine.offerAll(this.target, this.rows)
   }
 }
