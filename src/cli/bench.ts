@@ -232,6 +232,8 @@ const runHere = (spec: BenchSpec, io: Io, tamper: Tamper | undefined): Effect.Ef
       const startedAt = new Date()
       let harness = yield* loadHarness(spec)
       // The process before any run (modules loaded, backend connected): peak RSS is reported over it.
+      // A full GC first: the live heap before the runs, and the idle RSS without old garbage.
+      const liveHeapBeforeMiB = Gc.liveHeapMiB()
       const idleRssMiB = process.memoryUsage.rss() / 1024 / 1024
       // The table / keys are removed however the bench ends: after the runs, or when it is
       // interrupted (Ctrl-C, SIGTERM) or a run fails; `--keep` keeps them. The finalizer runs before
@@ -291,6 +293,8 @@ const runHere = (spec: BenchSpec, io: Io, tamper: Tamper | undefined): Effect.Ef
         if (r % 2 === 0) steps.reverse()
         for (const step of steps) yield* step.pipe(Effect.flatMap(record(label)))
       }
+      // What the runs left reachable (a leak grows it with --rows; a bound does not).
+      const liveHeapAfterMiB = Gc.liveHeapMiB()
       yield* cleanup
       const descriptions: Record<string, string> = {}
       descriptions.BatchFlow = harness.flowDescription
@@ -303,7 +307,8 @@ const runHere = (spec: BenchSpec, io: Io, tamper: Tamper | undefined): Effect.Ef
         notes: harness.notes,
         descriptions,
         results,
-        idleRssMiB
+        idleRssMiB,
+        liveHeap: { beforeMiB: liveHeapBeforeMiB, afterMiB: liveHeapAfterMiB }
       })
       io.out(Report.renderText(report))
       if (spec.reports.length > 0) {

@@ -14,6 +14,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
 import * as Duration from "effect/Duration"
 import { type BenchSpec, defaultTable } from "./workload.js"
 
@@ -66,6 +68,29 @@ export const describeSemiSpace = (s: SemiSpace): string =>
   s.maxSemiSpaceMiB === null
     ? "default (16 MiB on 64-bit Node 20)"
     : `${s.maxSemiSpaceMiB} MiB (--max-semi-space-size=${s.maxSemiSpaceMiB}, ${s.source === "execArgv" ? "node command line" : "NODE_OPTIONS"})`
+
+let collect: (() => void) | undefined
+
+/**
+ * The live JS heap (MiB): `heapUsed` right after a full, compacting GC, so that garbage V8 has not
+ * collected yet does not count. Without `--expose-gc` the collector is reached through a fresh
+ * context once the flag is set (`v8.setFlagsFromString`). Outside any clock.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const liveHeapMiB = (): number => {
+  if (collect === undefined) {
+    const exposed = (globalThis as { gc?: () => void }).gc
+    if (typeof exposed === "function") collect = exposed
+    else {
+      setFlagsFromString("--expose-gc")
+      collect = runInNewContext("gc") as () => void
+    }
+  }
+  collect()
+  return process.memoryUsage().heapUsed / (1024 * 1024)
+}
 
 /**
  * Set in the children `--semi-space` starts; such a child never starts children itself.

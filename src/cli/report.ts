@@ -117,6 +117,11 @@ export interface Report {
   readonly processPeakRssMiB: number
   /** Its RSS before the first run (MiB): the peak's growth over it is what the runs cost. */
   readonly idleRssMiB: number
+  /**
+   * The live JS heap (`heapUsed` after a full GC, MiB) before the first run and after the last:
+   * what the runs leave reachable. Peak RSS also counts garbage V8 had not collected yet.
+   */
+  readonly liveHeap: { readonly beforeMiB: number; readonly afterMiB: number }
   readonly integrity: {
     readonly ok: boolean
     /** Runs checked, warm-up included. */
@@ -149,6 +154,8 @@ export const build = (input: {
   readonly results: ReadonlyArray<RunResult>
   /** The process's RSS before the first run (MiB). */
   readonly idleRssMiB: number
+  /** The live JS heap before the first run and after the last (MiB). */
+  readonly liveHeap: { readonly beforeMiB: number; readonly afterMiB: number }
   /** Default: this process's (`semiSpaceInEffect`). */
   readonly semiSpace?: SemiSpace | undefined
 }): Report => {
@@ -258,6 +265,7 @@ export const build = (input: {
     writeFailures: sum((r) => r.writeFailures),
     processPeakRssMiB: process.resourceUsage().maxRSS / 1024,
     idleRssMiB: input.idleRssMiB,
+    liveHeap: input.liveHeap,
     integrity: {
       ok: integrityFailures.length === 0,
       checkedRuns: results.length,
@@ -351,6 +359,11 @@ const findings = (report: Report): Array<string> => {
   )
   lines.push(
     `peak RSS: ${report.processPeakRssMiB.toFixed(0)} MiB (process), +${(report.processPeakRssMiB - report.idleRssMiB).toFixed(0)} MiB over its ${report.idleRssMiB.toFixed(0)} MiB before the first run`
+  )
+  const live = report.liveHeap
+  const grew = live.afterMiB - live.beforeMiB
+  lines.push(
+    `live JS heap (after a full GC): ${live.beforeMiB.toFixed(1)} MiB before the first run, ${live.afterMiB.toFixed(1)} MiB after the last (${grew >= 0 ? "+" : "−"}${Math.abs(grew).toFixed(1)} MiB): what the runs keep; the rest of the peak is garbage not yet collected and V8's young generation`
   )
   lines.push(`V8 max semi-space (young generation): ${report.gc.description}`)
   if (report.integrity.ok) {
