@@ -69,6 +69,15 @@ export interface Stats {
   readonly retries: number
   /** Failures dropped because the `failures` buffer was full (they were still logged). */
   readonly droppedFailures: number
+  /**
+   * Rows handed to the dead-letter target (`deadLetter` option): counted in `accepted` and then
+   * committed or reported like any other rows.
+   */
+  readonly deadLettered: number
+  /** Dead-letter rows not written: the backlog was full, `toRow` threw or made an invalid row, or past the close deadline. */
+  readonly droppedDeadLetters: number
+  /** Failures the `onFailure` handler never saw: its queue (`failureBufferSize`) was full. */
+  readonly droppedOnFailure: number
 }
 
 /**

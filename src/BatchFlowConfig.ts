@@ -8,8 +8,56 @@ import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Schedule from "effect/Schedule"
-import { BatchFlowConfigError } from "./BatchFlowError.js"
+import { type BatchFailure, BatchFlowConfigError } from "./BatchFlowError.js"
 import type { Classification } from "./Retry.js"
+import type * as Target from "./Target.js"
+
+/**
+ * One row of a `BatchFailure`, as given to a dead-letter target's `toRow`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DeadLetter {
+  /** The target the row was submitted to. */
+  readonly target: string
+  /** The failure's reason (`non_retryable`, `bad_value`, `close_timeout`, `unknown_outcome`…). */
+  readonly reason: string
+  readonly outcome: "failed" | "unknown_outcome"
+  /** Executor attempts made for the row's batch. */
+  readonly attempts: number
+  /** The failure's message (row values masked unless `logRowValues`). */
+  readonly error: string
+  /** The row as validated at submit. */
+  readonly row: unknown
+  readonly failedAt: Date
+}
+
+/**
+ * Where rows that could not be written go: every row of every `BatchFailure` (except those of the
+ * dead-letter target itself) is turned into a row of `target` by `toRow` and written by the same
+ * flow, with retry and the other targets' guarantees. A dead-letter row that fails is reported like
+ * any other failure and never dead-lettered again.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DeadLetterOptions {
+  readonly target: Target.Any
+  /** The dead-letter row of one failed row; it is validated against `target`'s schema. */
+  readonly toRow: (letter: DeadLetter) => unknown
+}
+
+/**
+ * A `deadLetter` option whose `toRow` is type-checked against the target's row type.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const deadLetterTo = <D>(
+  target: Target.Target<D>,
+  toRow: (letter: DeadLetter) => D
+): DeadLetterOptions => ({ target, toRow })
 
 /**
  * Retry settings. The delay before retry n (1-based) is `min(backoffBase · 2^(n-1) · j, maxBackoff)`
@@ -92,6 +140,15 @@ export interface BatchFlowConfig {
   /** Failures kept for the `failures` stream until read; further ones are dropped and counted. Default 1,024; ≥ 1. */
   readonly failureBufferSize: number
   /**
+   * Runs for every `BatchFailure`, in order, in a fiber of its own: the engine never waits for it.
+   * Failures are queued for it up to `failureBufferSize`; more are dropped (counted in
+   * `stats.droppedOnFailure`; they are still in `failures` and logged). Its errors and defects are
+   * logged. Closing waits for it to catch up, within `closeTimeout`.
+   */
+  readonly onFailure: ((failure: BatchFailure) => Effect.Effect<void, unknown>) | undefined
+  /** See `DeadLetterOptions`; none by default. */
+  readonly deadLetter: DeadLetterOptions | undefined
+  /**
    * An executor call (retries and backoff included) that takes at least this long is logged as a
    * warning. Default 5 s; > 0, or infinity to turn the warning off.
    */
@@ -139,6 +196,8 @@ export interface Options {
   readonly closeTimeout?: Duration.DurationInput | undefined
   readonly submitTimeout?: Duration.DurationInput | undefined
   readonly failureBufferSize?: number | undefined
+  readonly onFailure?: ((failure: BatchFailure) => Effect.Effect<void, unknown>) | undefined
+  readonly deadLetter?: DeadLetterOptions | undefined
   readonly slowBatchThreshold?: Duration.DurationInput | undefined
   readonly logRowValues?: boolean | undefined
   readonly sensitiveColumns?: ReadonlyArray<string> | undefined
@@ -164,6 +223,8 @@ export const defaults: BatchFlowConfig = {
   closeTimeout: Duration.seconds(30),
   submitTimeout: Duration.infinity,
   failureBufferSize: 1024,
+  onFailure: undefined,
+  deadLetter: undefined,
   slowBatchThreshold: Duration.seconds(5),
   logRowValues: false,
   sensitiveColumns: ["password", "token", "secret", "email", "phone"]
@@ -256,6 +317,20 @@ export const make = (options: Options = {}): Effect.Effect<BatchFlowConfig, Batc
       options.slowBatchThreshold ?? defaults.slowBatchThreshold,
       true
     )
+    const onFailure = options.onFailure
+    if (onFailure !== undefined && typeof onFailure !== "function")
+      return yield* invalid("onFailure", String(onFailure), "a function from a BatchFailure to an Effect")
+    const deadLetter = options.deadLetter
+    if (
+      deadLetter !== undefined &&
+      (typeof deadLetter.toRow !== "function" || typeof deadLetter.target?.validate !== "function")
+    ) {
+      return yield* invalid(
+        "deadLetter",
+        String(deadLetter),
+        "{ target, toRow } with a target and a function"
+      )
+    }
     const logRowValues = options.logRowValues ?? defaults.logRowValues
     if (typeof logRowValues !== "boolean")
       return yield* invalid("logRowValues", logRowValues, "true or false")
@@ -289,7 +364,9 @@ export const make = (options: Options = {}): Effect.Effect<BatchFlowConfig, Batc
       timeout,
       closeTimeout,
       submitTimeout,
-      failureBufferSize
+      failureBufferSize,
+      onFailure,
+      deadLetter
     }
   })
 

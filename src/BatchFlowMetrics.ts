@@ -227,7 +227,7 @@ export const processDuration = histogram(
  */
 export const dropped = counter(
   "batchflow_pipeline_dropped_total",
-  "Things dropped, by reason (failure_buffer_full: a BatchFailure the failures stream had no room for)."
+  "Things dropped, by reason (failure_buffer_full: a BatchFailure the failures stream had no room for; on_failure_full: one the onFailure queue had no room for; dead_letter_full: dead-letter rows not written)."
 )
 
 // ---------------------------------------------------------------- executor

@@ -86,6 +86,17 @@ export class Engine {
   private readonly submitTimeoutMillis: number
   /** Whether row values may be shown, and which columns never are. */
   private readonly redaction: Redact.Redaction
+  /** Failures queued for the `onFailure` handler (see `runOnFailure`), when there is one. */
+  readonly onFailureBox: Mailbox.Mailbox<BatchFailure> | undefined
+  /** Dead-letter rows waiting for room in the buffer (at most `bufferSize`). */
+  private letters: Array<unknown> = []
+  /** Whether failures still produce dead letters: not once the close deadline has passed. */
+  private lettersOpen = true
+  private deadLettered = 0
+  private droppedDeadLetters = 0
+  private droppedOnFailure = 0
+  /** When close started (for what is left of `closeTimeout`). */
+  private closeStartedAt = 0
 
   constructor(
     private readonly config: BatchFlowConfig,
@@ -93,6 +104,7 @@ export class Engine {
     userRules: ReadonlyArray<Retry.Rule>,
     semaphore: Effect.Semaphore,
     private readonly failureBox: Mailbox.Mailbox<BatchFailure>,
+    onFailureBox: Mailbox.Mailbox<BatchFailure> | undefined,
     private readonly observer: Observer,
     private readonly clock: Clock.Clock,
     /** Executor calls taking at least this long (retries included) are logged as a warning. */
@@ -110,7 +122,15 @@ export class Engine {
     this.submitTimeoutMillis = Duration.toMillis(config.submitTimeout)
     this.redaction = Redact.make(config)
     this.flushRequests = new FlushRequests()
-    this.settlement = new Settlement(observer, clock, classify, failureBox, this.redaction)
+    this.onFailureBox = onFailureBox
+    this.settlement = new Settlement(
+      observer,
+      clock,
+      classify,
+      failureBox,
+      this.redaction,
+      (target, failure) => this.reported(target, failure)
+    )
     this.attempts = new Attempts(
       config,
       executor,
@@ -445,7 +465,10 @@ export class Engine {
     const size = this.size
     if (size === 0) {
       this.batchStart = undefined
-      return this.closing ? "done" : this.armWake(1).await
+      // With a dead-letter target, a group still writing may yet fail and add dead letters: the
+      // workers stay until every group is done (`finish` wakes them).
+      const more = this.config.deadLetter !== undefined && this.inFlight.size > 0
+      return this.closing && !more ? "done" : this.armWake(1).await
     }
     if (size >= this.config.flushSize) return "size"
     if (this.closing) return "close"
@@ -477,6 +500,7 @@ export class Engine {
     const assembleStart = this.clock.unsafeCurrentTimeNanos()
     const grouped = this.buffer.take(n, links, maxSpanLinks)
     this.dispatched += n
+    if (this.letters.length > 0) this.moveLetters()
     this.signalSpace()
 
     const groups = grouped.map((g) => this.startGroup(g.target, g.rows, g.acks))
@@ -722,6 +746,78 @@ export class Engine {
     group.released.unsafeDone(Exit.void)
     group.done.unsafeDone(Exit.void)
     this.observer.depth(this.size, this.inFlight.size)
+    if (this.closing && this.config.deadLetter !== undefined) this.signalWake()
+  }
+
+  // ---------------------------------------------------------------- failures: handler, dead letters
+
+  /** Every reported failure (see settle.ts): queued for `onFailure`, and its rows dead-lettered. */
+  private reported(target: Target.Any, failure: BatchFailure): Effect.Effect<void> {
+    if (this.onFailureBox !== undefined && !this.onFailureBox.unsafeOffer(failure)) {
+      this.droppedOnFailure++
+      this.observer.failureDropped("on_failure_full")
+    }
+    const deadLetter = this.config.deadLetter
+    if (deadLetter === undefined || target === deadLetter.target) return Effect.void
+    if (!this.lettersOpen) return this.dropLetters(failure.rows.length)
+    const warnings: Array<Effect.Effect<void>> = []
+    const dead = deadLetter.target
+    const failedAt = new Date(this.clock.unsafeCurrentTimeMillis())
+    const error = failure.message
+    const rows: Array<unknown> = []
+    for (const row of failure.rows) {
+      let letter: unknown
+      try {
+        letter = deadLetter.toRow({
+          target: failure.target,
+          reason: failure.reason,
+          outcome: failure.outcome,
+          attempts: failure.attempts,
+          error,
+          row,
+          failedAt
+        })
+      } catch (cause) {
+        warnings.push(this.dropLetters(1, `deadLetter.toRow threw: ${String(cause)}`))
+        continue
+      }
+      const invalid = dead.validate(letter)
+      if (invalid !== undefined) {
+        warnings.push(
+          this.dropLetters(1, `deadLetter.toRow made an invalid row for "${dead.name}": ${invalid.message}`)
+        )
+        continue
+      }
+      rows.push(dead.copy(letter as never))
+    }
+    const room = this.config.bufferSize - this.letters.length
+    if (rows.length > room) {
+      warnings.push(this.dropLetters(rows.length - Math.max(room, 0), "the dead-letter backlog is full"))
+    }
+    for (let i = 0; i < rows.length && i < room; i++) this.letters.push(rows[i])
+    this.moveLetters()
+    return warnings.length === 0 ? Effect.void : Effect.all(warnings, { discard: true })
+  }
+
+  /** Moves waiting dead letters into the buffer, as many as it has room for. */
+  private moveLetters(): void {
+    const deadLetter = this.config.deadLetter
+    const n = Math.min(this.letters.length, this.buffer.free)
+    if (deadLetter === undefined || n <= 0) return
+    this.buffer.pushAll(deadLetter.target, this.letters, 0, n, undefined)
+    this.letters = n === this.letters.length ? [] : this.letters.slice(n)
+    this.accepted += n
+    this.deadLettered += n
+    if (this.wake !== undefined && this.size >= this.wakeAt) this.signalWake()
+  }
+
+  /** Counts dead-letter rows that will not be written; the warning is logged by the caller. */
+  private dropLetters(rows: number, why = "the flow is past its close deadline"): Effect.Effect<void> {
+    this.droppedDeadLetters += rows
+    this.observer.failureDropped("dead_letter_full")
+    return Effect.logWarning(
+      `${rows} dead-letter row(s) not written: ${why}. Their failure is still reported.`
+    )
   }
 
   // ---------------------------------------------------------------- flush, close, introspection
@@ -734,13 +830,20 @@ export class Engine {
     return Effect.flatMap(request.await, awaitGroups)
   })
 
-  start(workers: ReadonlyArray<Fiber.RuntimeFiber<void>>): void {
+  private onFailureFiber: Fiber.RuntimeFiber<void> | undefined = undefined
+
+  start(
+    workers: ReadonlyArray<Fiber.RuntimeFiber<void>>,
+    onFailure: Fiber.RuntimeFiber<void> | undefined
+  ): void {
     this.workers = workers
+    this.onFailureFiber = onFailure
   }
 
   readonly close: Effect.Effect<void> = Effect.suspend(() => {
     if (this.closeStarted) return this.done.await
     this.closeStarted = true
+    this.closeStartedAt = this.clock.unsafeCurrentTimeMillis()
     this.closing = true
     this.signalWake()
     this.signalSpace()
@@ -772,6 +875,19 @@ export class Engine {
     )
     this.flushRequests.endAll()
     yield* this.failureBox.end
+    if (this.onFailureBox !== undefined) {
+      yield* this.onFailureBox.end
+      const left =
+        this.closeStartedAt +
+        Duration.toMillis(this.config.closeTimeout) -
+        this.clock.unsafeCurrentTimeMillis()
+      if (this.onFailureFiber !== undefined) {
+        const caughtUp = yield* Fiber.await(this.onFailureFiber).pipe(
+          Effect.timeoutOption(Duration.millis(Math.max(left, 0)))
+        )
+        if (caughtUp._tag === "None") yield* Fiber.interruptFork(this.onFailureFiber)
+      }
+    }
     this.done.unsafeDone(Exit.void)
   })
 
@@ -782,6 +898,9 @@ export class Engine {
    * the log lines run after.
    */
   private reportUnfinished(classification: Retry.Classification, error: unknown): Effect.Effect<void> {
+    this.lettersOpen = false
+    const dropped = this.letters.length > 0 ? this.dropLetters(this.letters.length) : Effect.void
+    this.letters = []
     const grouped = this.buffer.take(this.buffer.size)
     const buffered = this.settlement.unrun(grouped, classification, error)
     const classified: Classified = {
@@ -790,7 +909,7 @@ export class Engine {
     }
     const inFlight = Array.from(this.inFlight, (group) => this.abandonGroup(group, classified))
     this.observer.depth(0, this.inFlight.size)
-    return Effect.all([buffered, ...inFlight], { discard: true })
+    return Effect.all([dropped, buffered, ...inFlight], { discard: true })
   }
 
   get failures(): Stream.Stream<BatchFailure> {
@@ -811,7 +930,10 @@ export class Engine {
     lateCommitted: this.settlement.lateCommitted,
     lateFailed: this.settlement.lateFailed,
     retries: this.settlement.retries,
-    droppedFailures: this.settlement.droppedFailures
+    droppedFailures: this.settlement.droppedFailures,
+    deadLettered: this.deadLettered,
+    droppedDeadLetters: this.droppedDeadLetters,
+    droppedOnFailure: this.droppedOnFailure
   }))
 }
 
@@ -858,6 +980,28 @@ const eventLoopTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
   setImmediate(() => resume(Effect.void))
 })
 
+/**
+ * The `onFailure` handler's fiber: each failure in order, its errors and defects logged, until the
+ * queue ends (at close).
+ */
+const runOnFailure = (
+  box: Mailbox.Mailbox<BatchFailure>,
+  handler: (failure: BatchFailure) => Effect.Effect<void, unknown>
+): Effect.Effect<void> => {
+  const one = (failure: BatchFailure) =>
+    Effect.catchAllCause(
+      Effect.suspend(() => handler(failure)),
+      (cause) =>
+        Effect.logError("The onFailure handler failed; the flow goes on.", cause).pipe(
+          Effect.annotateLogs({ target: failure.target, reason: failure.reason })
+        )
+    )
+  const loop: Effect.Effect<void> = Effect.flatMap(box.takeAll, ([failures, done]) =>
+    Effect.zipRight(Effect.forEach(failures, one, { discard: true }), done ? Effect.void : loop)
+  )
+  return loop
+}
+
 /** @internal */
 export const make = (
   config: BatchFlowConfig,
@@ -870,6 +1014,10 @@ export const make = (
       capacity: config.failureBufferSize,
       strategy: "dropping"
     })
+    const onFailureBox =
+      config.onFailure === undefined
+        ? undefined
+        : yield* Mailbox.make<BatchFailure>({ capacity: config.failureBufferSize, strategy: "dropping" })
     const observer = Option.getOrElse(yield* Effect.serviceOption(EngineObserver), () => noopObserver)
     const clock = yield* Effect.clock
     const slowBatchThreshold = config.slowBatchThreshold
@@ -879,6 +1027,7 @@ export const make = (
       userRules,
       semaphore,
       failureBox,
+      onFailureBox,
       observer,
       clock,
       Duration.toMillis(slowBatchThreshold),
@@ -894,7 +1043,12 @@ export const make = (
       () => Effect.forkScoped(Effect.interruptible(engine.worker)),
       { concurrency: 1 }
     )
-    engine.start(workers)
+    const handler = config.onFailure
+    const onFailure =
+      onFailureBox === undefined || handler === undefined
+        ? undefined
+        : yield* Effect.forkScoped(Effect.interruptible(runOnFailure(onFailureBox, handler)))
+    engine.start(workers, onFailure)
     // Registered after the forks, so it runs before the workers are interrupted: closing the scope
     // drains the buffer and waits for every in-flight write.
     yield* Effect.addFinalizer(() => engine.close)

@@ -121,7 +121,7 @@ export const make = (m: Metrics, options: LabelOptions): Observer => {
         m.targetLateRows.unsafeUpdate(committed, labels("target", target, "outcome", "committed"))
       if (failed > 0) m.targetLateRows.unsafeUpdate(failed, labels("target", target, "outcome", "failed"))
     },
-    failureDropped: () => m.dropped.unsafeUpdate(1, labels("reason", "failure_buffer_full")),
+    failureDropped: (reason) => m.dropped.unsafeUpdate(1, labels("reason", reason)),
     depth: (buffered, inFlight) => {
       m.queueLength.unsafeUpdate(buffered, base)
       m.inflightBatches.unsafeUpdate(inFlight, base)

@@ -116,7 +116,11 @@ export interface Observer {
   /** An executor call ended, after its last attempt (not called for groups that never ran). */
   readonly executed: (call: Executed) => void
   /** A failure dropped because the failures buffer was full. */
-  readonly failureDropped: () => void
+  /**
+   * A failure (or a dead-letter row) that had no room: `failure_buffer_full` (the failures stream),
+   * `on_failure_full` (the onFailure queue), `dead_letter_full` (the dead-letter backlog).
+   */
+  readonly failureDropped: (reason: "failure_buffer_full" | "on_failure_full" | "dead_letter_full") => void
   /** Buffer depth and groups in flight after a change of either (called per batch). */
   readonly depth: (buffered: number, inFlight: number) => void
   /** Once, when the engine starts. */

@@ -44,7 +44,9 @@ export class Settlement {
     private readonly classify: (error: unknown) => Retry.Classification,
     private readonly failureBox: Mailbox.Mailbox<BatchFailure>,
     /** Whether row values may be shown, and which columns never are. */
-    private readonly redaction: Redact.Redaction
+    private readonly redaction: Redact.Redaction,
+    /** Every failure reported, once settled (the `onFailure` handler and the dead-letter target). */
+    private readonly onReport: (target: Target.Any, failure: BatchFailure) => Effect.Effect<void>
   ) {}
 
   success(target: Target.Any, part: Part): Effect.Effect<void> {
@@ -231,14 +233,18 @@ export class Settlement {
     }
     if (!this.failureBox.unsafeOffer(failure)) {
       this.droppedFailures++
-      this.observer.failureDropped()
+      this.observer.failureDropped("failure_buffer_full")
     }
+    const reported = this.onReport(target, failure)
     // Rows are shown only when asked for, a few of them, sensitive columns redacted.
     const message = this.redaction.logRowValues
       ? `${failure.message}\n${Redact.formatRows(rows, this.redaction.isSensitive, loggedRows)}`
       : failure.message
-    return Effect.logError(message).pipe(
-      Effect.annotateLogs({ target: target.name, reason: failure.reason, rows: rows.length, attempts })
+    return Effect.zipRight(
+      Effect.logError(message).pipe(
+        Effect.annotateLogs({ target: target.name, reason: failure.reason, rows: rows.length, attempts })
+      ),
+      reported
     )
   }
 }
