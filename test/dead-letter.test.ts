@@ -100,7 +100,12 @@ describe("onFailure and close", () => {
     Effect.gen(function* () {
       const executor = BatchExecutor.make(() => Effect.fail(rejected))
       const { flow } = yield* startFlow(
-        { flushSize: 1, flushInterval: "1 millis", closeTimeout: "300 millis", onFailure: () => Effect.never },
+        {
+          flushSize: 1,
+          flushInterval: "1 millis",
+          closeTimeout: "300 millis",
+          onFailure: () => Effect.never
+        },
         executor
       )
       yield* flow.submit(Events, { id: 1 })
