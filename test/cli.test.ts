@@ -163,7 +163,9 @@ describe("effect-batchflow bench", () => {
       // most (the flow keeps nothing once closed).
       expect(report.liveHeap.beforeMiB).toBeGreaterThan(1)
       expect(Math.abs(report.liveHeap.afterMiB - report.liveHeap.beforeMiB)).toBeLessThan(20)
-      expect(run.stdout).toMatch(/live JS heap \(after a full GC\): [\d.]+ MiB before the first run, [\d.]+ MiB after the last/)
+      expect(run.stdout).toMatch(
+        /live JS heap \(after a full GC\): [\d.]+ MiB before the first run, [\d.]+ MiB after the last/
+      )
       expect(report.integrity).toEqual({ ok: true, checkedRuns: 6, failures: [] })
       // 2 warm-up runs (run 0) and 2 × 2 measured runs, each checked.
       expect(report.runs.map((r) => [r.variant, r.run])).toEqual([
