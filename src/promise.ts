@@ -56,6 +56,14 @@ export * as Target from "./Target.js"
 export type Stats = BatchFlow.Stats
 
 /**
+ * The row type of a target: `RowOf<typeof Events>`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RowOf<T> = T extends Target.Target<infer A> ? A : never
+
+/**
  * Where the flow writes. A `url`, `filename` or nothing (Redis' default) makes the flow open its own
  * connections and close them on `close`. A `pool`, `database` or `client` of yours is used (or, for
  * Redis, copied) and never closed: it stays yours.

@@ -5,9 +5,9 @@
  * user's pool open.
  */
 import { mkdtempSync } from "node:fs"
+import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import Database from "better-sqlite3"
 import {
   type Backend,
   BatchFlowClosed,
@@ -21,6 +21,16 @@ import * as mysql from "mysql2"
 import * as mysqlPromise from "mysql2/promise"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+
+/** What the test uses of better-sqlite3 (which ships no types). */
+interface RawDatabase {
+  readonly open: boolean
+  readonly pragma: (source: string) => unknown
+  readonly exec: (source: string) => unknown
+  readonly prepare: (source: string) => { all: () => Array<unknown>; get: () => unknown }
+  readonly close: () => void
+}
+const Database = createRequire(import.meta.url)("better-sqlite3") as new (filename: string) => RawDatabase
 
 const pgUrl = process.env.BATCHFLOW_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test"
 const mysqlUrl = process.env.BATCHFLOW_MYSQL_URL ?? "mysql://root@127.0.0.1:3306/test"
