@@ -77,8 +77,9 @@ export interface BatchExecutor {
    * `void` when all are committed, or with a `Partial` naming the rows that were not. A failure fails
    * the whole call; the engine classifies the error and retries or reports the rows. A retry passes
    * the same `rows` array again, so an executor may keep per-call state keyed on it (e.g. to resume
-   * rather than resend after a timeout). `attempt` is what the engine knows of this attempt (absent
-   * when an executor is called directly).
+   * rather than resend after a timeout). The array is the flow's: once the call's rows are
+   * committed the flow empties it (to let the rows go), so copy it to keep it beyond the call.
+   * `attempt` is what the engine knows of this attempt (absent when an executor is called directly).
    */
   readonly execute: (
     target: Target.Any,
@@ -160,7 +161,8 @@ export const memory = (options?: { readonly keepRows?: boolean | undefined }): M
     execute: (target, rows) =>
       Effect.sync(() => {
         count += rows.length
-        if (keepRows) batches.push({ target: target.name, rows })
+        // A copy: the flow empties a committed batch's array (see `BatchExecutor`).
+        if (keepRows) batches.push({ target: target.name, rows: rows.slice() })
       })
   }
 }

@@ -603,16 +603,17 @@ export class Engine {
    */
   private handOff(group: Group): void {
     if (group.released.isDone) return
-    group.handedOff = true
+    group.backlogRows = group.rows.length
     const target = group.target
-    this.backlog.set(target, (this.backlog.get(target) ?? 0) + group.rows.length)
+    this.backlog.set(target, (this.backlog.get(target) ?? 0) + group.backlogRows)
     group.released.unsafeDone(Exit.void)
   }
 
   private backlogDone(group: Group): void {
-    if (!group.handedOff) return
+    // Counted from `backlogRows`: a committed group's `rows` are emptied (settle.ts).
+    if (group.backlogRows === 0) return
     const target = group.target
-    const left = (this.backlog.get(target) ?? 0) - group.rows.length
+    const left = (this.backlog.get(target) ?? 0) - group.backlogRows
     if (left > 0) this.backlog.set(target, left)
     else this.backlog.delete(target)
     if (left < this.config.bufferSize) {

@@ -84,8 +84,8 @@ export interface Group extends Part {
   failed: boolean
   /** Completed when the group finishes or hands off to back off (its worker may go on then). */
   readonly released: Completion
-  /** Whether it handed off: its rows count in its target's backlog until it finishes. */
-  handedOff: boolean
+  /** Rows it counts in its target's backlog since it handed off (0: it did not), until it finishes. */
+  backlogRows: number
   /** The fiber writing it. */
   fiber: Fiber.RuntimeFiber<void> | undefined
 }
@@ -111,7 +111,7 @@ export const makeGroup = (
     open: new Set(),
     failed: false,
     released: new Completion(),
-    handedOff: false,
+    backlogRows: 0,
     fiber: undefined
   }
   // Open from the start: a group interrupted while it waits for an earlier same-key group is

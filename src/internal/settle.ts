@@ -69,7 +69,13 @@ export class Settlement {
     })
     if (part.acks !== undefined) {
       for (const ack of part.acks) if (ack !== undefined) ack.unsafeDone(Exit.void)
+      ;(part.acks as Array<unknown>).length = 0
     }
+    // Committed rows are not needed any more: let go of them now. A batch's array lives as long as
+    // its write, so V8 often promotes it to the old generation; kept full, a dead array there keeps
+    // its rows alive through every young collection until the next full one, so nearly every row
+    // was promoted too (80–100 B/row, most of the engine's GC time and of the peak RSS growth).
+    ;(part.rows as Array<unknown>).length = 0
   }
 
   /** Some rows were written, some not: commit the others, report the failed ones by reason. */
