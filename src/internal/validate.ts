@@ -85,6 +85,7 @@ interface Field {
   readonly name: string
   readonly optional: boolean
   readonly check: Check
+  readonly ast: AST.AST
 }
 
 const compileStruct = (ast: AST.AST): ReadonlyArray<Field> | undefined => {
@@ -92,36 +93,76 @@ const compileStruct = (ast: AST.AST): ReadonlyArray<Field> | undefined => {
   const fields: Array<Field> = []
   for (const ps of ast.propertySignatures) {
     if (typeof ps.name !== "string") return undefined
-    fields.push({ name: ps.name, optional: ps.isOptional, check: compileField(ps.type) })
+    fields.push({ name: ps.name, optional: ps.isOptional, check: compileField(ps.type), ast: ps.type })
   }
   return fields
 }
 
-/** The fast path: `true` only when the row is certainly valid. */
+/**
+ * The check of one field's value as a JavaScript expression over `v`, for the kinds worth inlining;
+ * `undefined` for the others (they call their compiled `Check`).
+ */
+const inlineCheck = (ast: AST.AST): string | undefined => {
+  switch (ast._tag) {
+    case "StringKeyword":
+      return `(typeof v === "string" && v.isWellFormed())`
+    case "NumberKeyword":
+      return `(typeof v === "number" && v - v === 0)`
+    case "BooleanKeyword":
+      return `(typeof v === "boolean")`
+    case "BigIntKeyword":
+      return `(typeof v === "bigint")`
+    case "Literal":
+      return typeof ast.literal === "bigint" ? undefined : `(v === ${JSON.stringify(ast.literal)})`
+    case "UndefinedKeyword":
+      return `(v === undefined)`
+    case "Union": {
+      const members = ast.types.map(inlineCheck)
+      return members.every((m) => m !== undefined) ? `(${members.join(" || ")})` : undefined
+    }
+    default:
+      return undefined
+  }
+}
+
+/**
+ * The fast path: `true` only when the row is certainly valid. For a struct of named fields it is
+ * generated code, one line per field with its property read by name and its check inlined where it
+ * is a primitive test: V8 then sees one object shape and no calls, which made validation ~2× cheaper
+ * than a loop over the fields (it was a fifth of W0's CPU).
+ */
 const compileFast = (ast: AST.AST): ((row: unknown) => boolean) => {
   const fields = compileStruct(ast)
   if (fields === undefined) {
     const is = Schema.is(Schema.make(ast), { onExcessProperty: "error" })
     return (row) => !Array.isArray(row) && is(withoutSymbols(row)) && badValueField(row) === undefined
   }
-  const count = fields.length
-  return (row) => {
-    if (typeof row !== "object" || row === null || Array.isArray(row)) return false
-    const record = row as Record<string, unknown>
-    let present = 0
-    for (let i = 0; i < count; i++) {
-      const field = fields[i]!
-      const value = record[field.name]
-      if (value === undefined && field.optional && !(field.name in record)) continue
-      if (!field.check(value)) return false
-      present++
+  const checks: Array<Check> = []
+  const lines: Array<string> = []
+  for (const field of fields) {
+    const key = JSON.stringify(field.name)
+    let test = inlineCheck(field.ast)
+    if (test === undefined) {
+      checks.push(field.check)
+      test = `c[${checks.length - 1}](v)`
     }
-    // Any other enumerable key is an extra field. Symbol keys are not row data (see `withoutSymbols`);
-    // for-in does not list them, and checking for them would cost more than the rest of the path.
-    let keys = 0
-    for (const _ in record) keys++
-    return keys === present
+    lines.push(
+      field.optional
+        ? `v = r[${key}]; if (v !== undefined || ${key} in r) { if (!${test}) return false; n++ }`
+        : `v = r[${key}]; if (!${test}) return false; n++`
+    )
   }
+  // Any other enumerable key is an extra field. Symbol keys are not row data (see `withoutSymbols`);
+  // for-in does not list them, and checking for them would cost more than the rest of the path.
+  const body = `return function (r) {
+    if (typeof r !== "object" || r === null || Array.isArray(r)) return false
+    var v, n = 0
+    ${lines.join("\n    ")}
+    var k = 0
+    for (var _ in r) k++
+    return k === n
+  }`
+  return new Function("c", body)(checks) as (row: unknown) => boolean
 }
 
 /**
