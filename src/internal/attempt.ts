@@ -10,6 +10,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import type * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import { type BatchExecutor, isPartial, type Partial } from "../BatchExecutor.js"
 import type { BatchFlowConfig } from "../BatchFlowConfig.js"
@@ -40,6 +41,8 @@ export class Attempts {
     private readonly clock: Clock.Clock,
     /** Executor calls taking at least this long (retries included) are logged as a warning. */
     private readonly slowBatchMillis: number,
+    /** The runtime attempts start from, when no spans are made (see the engine's `runtime`). */
+    private readonly runtime: Runtime.Runtime<never> | undefined,
     /** Whether each attempt gets its `BatchFlow.execute` span (see the engine's `tracing`). */
     private readonly tracing: boolean,
     /** The answer of an attempt the engine stopped waiting for (see timeout.ts). */
@@ -96,16 +99,14 @@ export class Attempts {
     const onLate = (exit: Exit.Exit<void | Partial, unknown>) => this.late(target, part, exit)
     const attemptOnce = Effect.suspend(() => {
       if (part.attempts++ === 0) part.startedAt = this.clock.unsafeCurrentTimeMillis()
-      part.executing = true
-      return Effect.ensuring(
-        runAttempt(
-          this.executor.execute(target, part.rows, { number: part.attempts, timeoutMillis }),
-          deadline,
-          onLate
-        ),
-        Effect.sync(() => {
-          part.executing = false
-        })
+      return runAttempt(
+        this.executor.execute(target, part.rows, { number: part.attempts, timeoutMillis }),
+        deadline,
+        onLate,
+        (running) => {
+          part.executing = running
+        },
+        this.runtime
       )
     })
     // The last failed attempt's error and classification: the span annotation classifies it first,
@@ -177,7 +178,11 @@ export class Attempts {
       })
       return Effect.retry(again, this.retrySchedule)
     })
-    return Effect.onExit(withRetry, (exit) => this.executed(target, part, exit))
+    return Effect.matchCauseEffect(withRetry, {
+      onSuccess: (result) => Effect.as(this.executed(target, part, Exit.succeed(result)), result),
+      onFailure: (cause) =>
+        Effect.zipRight(this.executed(target, part, Exit.failCause(cause)), Effect.failCause(cause))
+    })
   }
 
   private attemptOutcome(

@@ -82,6 +82,7 @@ export class Engine {
   /** The rejection of each target after close (see `rejectClosed`). */
   private readonly closedErrors = new Map<string, Effect.Effect<never, BatchFlowClosed>>()
   private readonly intervalMillis: number
+  private readonly runtime: Runtime.Runtime<never> | undefined
   /** `submitTimeout` in milliseconds (infinity: submits wait as long as it takes). */
   private readonly submitTimeoutMillis: number
   /** Whether row values may be shown, and which columns never are. */
@@ -113,8 +114,15 @@ export class Engine {
      * Whether spans are made (`BatchFlow.flush`, `BatchFlow.execute`, links to submitters' spans):
      * only when the tracer of the layer's fibers is not Effect's default one (`recordsSpans`).
      */
-    private readonly tracing: boolean
+    private readonly tracing: boolean,
+    /**
+     * The runtime the flow was started in. When no spans are made, group and attempt fibers start
+     * from it instead of reading the current fiber's runtime each time (what differs between them
+     * is only the parent span).
+     */
+    runtime: Runtime.Runtime<never>
   ) {
+    this.runtime = tracing ? undefined : runtime
     const classify = Retry.classifyWith([...userRules, ...executor.rules, Retry.engineRule])
     this.buffer = new RowBuffer(config.bufferSize)
     this.ordering = config.concurrency > 1
@@ -139,6 +147,7 @@ export class Engine {
       observer,
       clock,
       slowBatchMillis,
+      tracing ? undefined : runtime,
       tracing,
       (target, part, exit) => this.settlement.late(target, part, exit)
     )
@@ -529,7 +538,11 @@ export class Engine {
     const links = this.tracing ? new Set<Tracer.AnySpan>() : undefined
     const groups = this.take(n, trigger, now, links)
     const failed = () => groups.some((group) => group.failed)
-    const run = Effect.flatMap(Effect.runtime<never>(), (runtime) => restore(this.runBatch(groups, runtime)))
+    // Without spans, every group fiber may start from the flow's own runtime (see `runtime`).
+    const run =
+      this.runtime !== undefined
+        ? restore(this.runBatch(groups, this.runtime))
+        : Effect.flatMap(Effect.runtime<never>(), (runtime) => restore(this.runBatch(groups, runtime)))
     const traced =
       links === undefined
         ? run
@@ -586,14 +599,12 @@ export class Engine {
     for (const group of groups) {
       // The runtime was taken inside the worker's uninterruptible region: the group's fiber starts
       // interruptible again, so that the close deadline can stop it.
-      group.fiber = Runtime.runFork(runtime)(
-        Effect.interruptible(Effect.uninterruptibleMask((restore) => this.runGroup(group, restore)))
-      )
+      group.fiber = Runtime.runFork(runtime)(Effect.interruptible(this.runGroup(group)))
       if (!group.released.isDone) pending.push(group)
     }
-    return pending.length === 0
-      ? Effect.void
-      : Effect.forEach(pending, (g) => g.released.await, { discard: true })
+    if (pending.length === 0) return Effect.void
+    if (pending.length === 1) return pending[0]!.released.await
+    return Effect.forEach(pending, (g) => g.released.await, { discard: true })
   }
 
   /**
@@ -656,7 +667,12 @@ export class Engine {
 
   // ---------------------------------------------------------------- execute → acknowledge
 
-  private runGroup(group: Group, restore: Restore): Effect.Effect<void> {
+  /**
+   * A group's fiber: waits for the earlier same-key groups, writes the group's parts, and once it ends
+   * (whatever ended it) reports what is still open and finishes the group. Run in an interruptible
+   * fiber; `onExit` runs its handler uninterruptibly.
+   */
+  private runGroup(group: Group): Effect.Effect<void> {
     const part = this.runPart(group, group)
     const body =
       group.deps.length === 0
@@ -665,27 +681,22 @@ export class Engine {
             Effect.forEach(group.deps, (dep) => dep.done.await, { discard: true }),
             part
           )
-    return restore(body).pipe(
-      Effect.onExit((exit) =>
-        Effect.suspend(() => {
-          const reports = Exit.isSuccess(exit)
-            ? Effect.void
-            : this.abandonGroup(
-                group,
-                Exit.isInterrupted(exit)
-                  ? {
-                      error: closeTimeoutMessage(this.config.closeTimeout, "batch"),
-                      classification: closeTimeoutReason
-                    }
-                  : { error: Cause.squash(exit.cause), classification: engineFailureReason }
-              )
-          return Effect.zipRight(
-            reports,
-            Effect.sync(() => this.finish(group))
-          )
-        })
+    return Effect.onExit(body, (exit) => {
+      if (Exit.isSuccess(exit)) {
+        this.finish(group)
+        return Effect.void
+      }
+      const classified: Classified = Exit.isInterrupted(exit)
+        ? {
+            error: closeTimeoutMessage(this.config.closeTimeout, "batch"),
+            classification: closeTimeoutReason
+          }
+        : { error: Cause.squash(exit.cause), classification: engineFailureReason }
+      return Effect.zipRight(
+        this.abandonGroup(group, classified),
+        Effect.sync(() => this.finish(group))
       )
-    )
+    })
   }
 
   /**
@@ -712,31 +723,37 @@ export class Engine {
   private runPart(group: Group, part: Part): Effect.Effect<void> {
     return Effect.suspend(() => {
       group.open.add(part)
-      return Effect.either(this.attempts.run(group.target, part, () => this.handOff(group)))
+      return this.attempts.run(group.target, part, () => this.handOff(group))
     }).pipe(
-      Effect.flatMap((outcome) => {
-        group.open.delete(part)
-        if (outcome._tag === "Right") {
-          if (isPartial(outcome.right) && outcome.right.failed.length > 0) {
+      Effect.matchEffect({
+        onSuccess: (result) => {
+          group.open.delete(part)
+          if (isPartial(result) && result.failed.length > 0) {
             group.failed = true
-            return this.settlement.partial(group.target, part, outcome.right)
+            return this.settlement.partial(group.target, part, result)
           }
           return this.settlement.success(group.target, part)
-        }
-        if (outcome.left.classification.rowLevel === true && part.rows.length > 1) {
-          this.settlement.splitting(part)
-          const mid = part.rows.length >> 1
-          const first = slicePart(part, 0, mid)
-          const second = slicePart(part, mid, part.rows.length)
-          // Both halves are open before either runs, so an interruption reports the second too.
-          group.open.add(first)
-          group.open.add(second)
-          return Effect.zipRight(this.runPart(group, first), this.runPart(group, second))
-        }
-        group.failed = true
-        return this.settlement.failure(group.target, part, outcome.left)
+        },
+        onFailure: (failure) => this.failed(group, part, failure)
       })
     )
+  }
+
+  /** A part's last attempt failed: isolate bad rows (a row-level error) or report the part. */
+  private failed(group: Group, part: Part, failure: Classified): Effect.Effect<void> {
+    group.open.delete(part)
+    if (failure.classification.rowLevel === true && part.rows.length > 1) {
+      this.settlement.splitting(part)
+      const mid = part.rows.length >> 1
+      const first = slicePart(part, 0, mid)
+      const second = slicePart(part, mid, part.rows.length)
+      // Both halves are open before either runs, so an interruption reports the second too.
+      group.open.add(first)
+      group.open.add(second)
+      return Effect.zipRight(this.runPart(group, first), this.runPart(group, second))
+    }
+    group.failed = true
+    return this.settlement.failure(group.target, part, failure)
   }
 
   private finish(group: Group): void {
@@ -1032,7 +1049,8 @@ export const make = (
       observer,
       clock,
       Duration.toMillis(slowBatchThreshold),
-      recordsSpans(yield* Effect.tracer)
+      recordsSpans(yield* Effect.tracer),
+      yield* Effect.runtime<never>()
     )
     observer.started({
       concurrency: config.concurrency,

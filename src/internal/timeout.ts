@@ -48,13 +48,27 @@ export const isLiveClock = (clock: Clock.Clock): boolean => clock.constructor ==
 export const runAttempt = <A, E, E2>(
   self: Effect.Effect<A, E>,
   deadline: Deadline<E2>,
-  onLate: (exit: Exit.Exit<A, E>) => Effect.Effect<void>
-): Effect.Effect<A, E | E2> =>
-  Effect.flatMap(Effect.runtime<never>(), (runtime) =>
+  onLate: (exit: Exit.Exit<A, E>) => Effect.Effect<void>,
+  /**
+   * `true` just before the attempt starts; `false` once the caller stops waiting for it (its answer,
+   * the deadline or the caller's interruption), before the caller resumes.
+   */
+  running: (running: boolean) => void,
+  /**
+   * The runtime to start the attempt with, when the caller's own does not matter (no spans to
+   * parent): saves reading it per attempt. By default, the caller's.
+   */
+  given?: Runtime.Runtime<never>
+): Effect.Effect<A, E | E2> => {
+  const start = (runtime: Runtime.Runtime<never>) =>
     Effect.suspend(() => {
+      running(true)
       const attempt = Runtime.runFork(runtime)(Effect.interruptible(self))
       const early = attempt.unsafePoll()
-      if (early !== null) return early
+      if (early !== null) {
+        running(false)
+        return early
+      }
       return Effect.async<A, E | E2>((resume) => {
         // Whether the caller has stopped waiting (deadline or interruption): the exit is then late.
         let abandoned = false
@@ -66,12 +80,14 @@ export const runAttempt = <A, E, E2>(
           }
           abandoned = true
           stopTimer?.()
+          running(false)
           resume(exit)
         })
         if (Duration.isFinite(deadline.timeout)) {
           const expire = () => {
             if (abandoned) return
             abandoned = true
+            running(false)
             resume(Effect.fail(deadline.onTimeout()))
           }
           const after = Duration.sum(deadline.timeout, deadline.grace)
@@ -84,9 +100,12 @@ export const runAttempt = <A, E, E2>(
           }
         }
         return Effect.sync(() => {
+          if (abandoned) return
           abandoned = true
           stopTimer?.()
+          running(false)
         })
       })
     })
-  )
+  return given === undefined ? Effect.flatMap(Effect.runtime<never>(), start) : start(given)
+}
