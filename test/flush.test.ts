@@ -56,6 +56,34 @@ describe("interval trigger", () => {
     })
   )
 
+  it.effect("while one worker writes a slow partial batch, another keeps the interval for the next", () =>
+    Effect.gen(function* () {
+      const rec = recorder((_target, _rows, call) =>
+        call.index === 0 ? Effect.sleep("10 seconds") : Effect.void
+      )
+      const { flow, closeScope } = yield* startFlow(
+        { flushSize: 10, flushInterval: "100 millis", concurrency: 3 },
+        rec.executor
+      )
+      yield* flow.submit(A, { id: 0 })
+      yield* settle()
+      yield* TestClock.adjust("100 millis")
+      yield* settle()
+      expect(rec.calls.length).toBe(1)
+      // The first worker is held for 10 s; the next partial batch still goes after its interval.
+      yield* flow.submit(A, { id: 1 })
+      yield* settle()
+      yield* TestClock.adjust("99 millis")
+      yield* settle()
+      expect(rec.calls.length).toBe(1)
+      yield* TestClock.adjust("1 millis")
+      yield* settle()
+      expect(rec.calls.map((c) => ids(c.rows))).toEqual([[0], [1]])
+      expect(rec.calls[1]?.startedAt).toBe(200)
+      yield* closeScope("20 seconds")
+    })
+  )
+
   it.effect("the interval counts from the first row of a partial batch, not the latest", () =>
     Effect.gen(function* () {
       const rec = recorder()

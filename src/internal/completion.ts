@@ -27,6 +27,36 @@ export class Completion<A = void, E = never> {
     for (const resume of waiters) resume(exit)
   }
 
+  /**
+   * Waits for the completion, at most `millis` (a plain timer: only under Effect's live clock).
+   * Succeeds either way; interruptible.
+   */
+  awaitAtMost(millis: number): Effect.Effect<void> {
+    return Effect.async<void>((resume) => {
+      if (this.exit !== undefined) return resume(Effect.void)
+      this.waiters ??= []
+      const waiters = this.waiters
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const done = () => {
+        clearTimeout(timer)
+        resume(Effect.void)
+      }
+      const remove = () => {
+        const at = waiters.indexOf(done)
+        if (at >= 0) waiters.splice(at, 1)
+      }
+      timer = setTimeout(() => {
+        remove()
+        resume(Effect.void)
+      }, millis)
+      waiters.push(done)
+      return Effect.sync(() => {
+        clearTimeout(timer)
+        remove()
+      })
+    })
+  }
+
   /** Waits for the completion and returns its exit's value or error. Interruptible. */
   get await(): Effect.Effect<A, E> {
     return Effect.suspend(() =>

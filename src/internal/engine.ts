@@ -42,6 +42,7 @@ import { EngineObserver, type FlushTrigger, noop as noopObserver, type Observer 
 import { KeyOrdering } from "./ordering.js"
 import * as Redact from "./redact.js"
 import { Settlement } from "./settle.js"
+import { isLiveClock } from "./timeout.js"
 import { withIndex, withValue } from "./validate.js"
 
 type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
@@ -83,6 +84,8 @@ export class Engine {
   private readonly closedErrors = new Map<string, Effect.Effect<never, BatchFlowClosed>>()
   private readonly intervalMillis: number
   private readonly runtime: Runtime.Runtime<never> | undefined
+  /** Whether waits may use plain timers: the clock is Effect's live one (see timeout.ts). */
+  private readonly plainTimer: boolean
   /** `submitTimeout` in milliseconds (infinity: submits wait as long as it takes). */
   private readonly submitTimeoutMillis: number
   /** Whether row values may be shown, and which columns never are. */
@@ -123,6 +126,7 @@ export class Engine {
     runtime: Runtime.Runtime<never>
   ) {
     this.runtime = tracing ? undefined : runtime
+    this.plainTimer = isLiveClock(clock)
     const classify = Retry.classifyWith([...userRules, ...executor.rules, Retry.engineRule])
     this.buffer = new RowBuffer(config.bufferSize)
     this.ordering = config.concurrency > 1
@@ -487,14 +491,32 @@ export class Engine {
     this.batchStart ??= now
     const remaining = this.batchStart + this.intervalMillis - now
     if (remaining <= 0) return "interval"
+    // One worker keeps the interval; the others wait for a full batch (or a flush, close…) without a
+    // timer of their own: otherwise every idle worker woken by a batch's first row would arm one.
+    const wake = this.armWake(this.config.flushSize)
+    if (this.intervalKept) return wake.await
+    this.intervalKept = true
     // Whole milliseconds: clock readings can be fractional (TestClock instants set by jittered
     // sleeps), and a sleep shorter than the clock's precision at that instant would end at once,
     // leaving the same sub-ulp `remaining` on every turn: a busy loop.
-    return Effect.raceFirst(
-      Effect.sleep(Duration.millis(Math.ceil(remaining))),
-      this.armWake(this.config.flushSize).await
+    return Effect.zipRight(
+      this.plainTimer
+        ? wake.awaitAtMost(Math.ceil(remaining))
+        : Effect.raceFirst(Effect.sleep(Duration.millis(Math.ceil(remaining))), wake.await),
+      this.intervalDone
     )
   }
+
+  /** Whether a worker is waiting for the flush interval (see `nextStep`). */
+  private intervalKept = false
+  /**
+   * The interval's worker stops waiting (to flush, or woken): the other waiting workers are woken
+   * too, so that one of them keeps the interval while it writes.
+   */
+  private readonly intervalDone = Effect.sync(() => {
+    this.intervalKept = false
+    this.signalWake()
+  })
 
   // ---------------------------------------------------------------- flush → group
 
