@@ -3,10 +3,11 @@
  * to run the flow's effects, and a reader of the `failures` stream that calls the `onFailure`
  * callbacks.
  *
- * `submit` costs no Effect run when the buffer has room: the row goes through the flow's
- * `unsafeOffer` and the call returns a promise that is already resolved. Only a submit that finds
- * the buffer full (or a target's retry backlog) runs the flow's `submit` through the runtime, to
- * wait for room as an Effect submitter would, with the same `submitTimeout`.
+ * `submit` costs no Effect run when the buffer has room: the flow's `submit` does its work at once
+ * (`startNow`, see inline.ts) and the call returns a promise that is already resolved. Only what is
+ * left of a submit that finds the buffer full (or a target's retry backlog) runs through the
+ * runtime, to wait for room as an Effect submitter would, with the same `submitTimeout`; nothing is
+ * counted as rejected unless it is.
  */
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
@@ -23,6 +24,7 @@ import * as BatchFlow from "../../BatchFlow.js"
 import { type BatchFailure, BatchFlowClosed } from "../../BatchFlowError.js"
 import type { FailureCallback, Flow } from "../../promise.js"
 import type * as Target from "../../Target.js"
+import { startNow } from "../inline.js"
 import type { FlowLayer } from "./backends.js"
 
 /**
@@ -83,15 +85,11 @@ class PromiseFlow implements Flow {
   }
 
   submit<A>(target: Target.Target<A>, row: A): Promise<void> {
-    let accepted: boolean
-    try {
-      accepted = this.flow.unsafeOffer(target, row)
-    } catch (error) {
-      return Promise.reject(error)
-    }
-    if (accepted) return resolved
     if (this.closing) return Promise.reject(this.closedError(target))
-    return this.run(this.flow.submit(target, row))
+    // The flow's submit does its work now when there is room (see inline.ts): only what is left (a
+    // wait for room, a rejection) runs as an Effect.
+    const rest = startNow(this.flow.submit(target, row))
+    return rest === undefined ? resolved : this.run(rest)
   }
 
   trySubmit<A>(target: Target.Target<A>, row: A): Promise<boolean> {
