@@ -188,18 +188,28 @@ export class Engine {
    * Throws the `InvalidRow` of a row that fails validation.
    */
   unsafeOffer<A>(target: Target.Target<A>, row: A): boolean {
+    const now = this.acceptNow(target, row)
+    if (typeof now === "number") return true
+    if (typeof now !== "string") throw this.invalidError(now)
+    this.observer.submitRejected(target.name, now)
+    return false
+  }
+
+  /**
+   * `unsafeOffer` and `trySubmit`: validates the row and accepts it if there is room now (the new
+   * buffer size), or says why not; never waits. Counts nothing.
+   */
+  private acceptNow(target: Target.Any, row: unknown): number | "closed" | "full" | InvalidRow {
     const invalid = target.validate(row)
-    if (invalid !== undefined) throw this.invalidError(invalid)
-    if (this.closing) {
-      this.observer.submitRejected(target.name, "closed")
-      return false
-    }
-    if (this.backlogFull(target) || this.buffer.size >= this.buffer.capacity) {
-      this.observer.submitRejected(target.name, "full")
-      return false
-    }
-    this.accept(target, target.copy(row), undefined, undefined)
-    return true
+    if (invalid !== undefined) return invalid
+    if (this.closing) return "closed"
+    if (!this.hasRoom(target)) return "full"
+    return this.accept(target, target.copy(row as never), undefined, this.currentSpan())
+  }
+
+  /** Whether the buffer, and the target's retry backlog, have room for a row. */
+  private hasRoom(target: Target.Any): boolean {
+    return this.buffer.size < this.buffer.capacity && !this.backlogFull(target)
   }
 
   /**
@@ -289,8 +299,8 @@ export class Engine {
     waitingSince?: number
   ): Effect.Effect<void, BatchFlowClosed | BufferFull> {
     if (this.closing) return this.rejectClosed(target)
-    const full = this.backlogFull(target)
-    if (full || this.buffer.size >= this.buffer.capacity) {
+    if (!this.hasRoom(target)) {
+      const full = this.backlogFull(target)
       const since = waitingSince ?? this.clock.unsafeCurrentTimeMillis()
       return Effect.zipRight(
         this.waitForRoom(target, full ? this.awaitBacklog(target) : this.awaitSpace(), since, 0),
@@ -323,17 +333,14 @@ export class Engine {
    */
   trySubmit<A>(target: Target.Target<A>, row: A): Effect.Effect<boolean, InvalidRow | BatchFlowClosed> {
     return Effect.suspend((): Effect.Effect<boolean, InvalidRow | BatchFlowClosed> => {
-      const invalid = target.validate(row)
-      if (invalid !== undefined) return this.rejectInvalid(invalid)
-      if (this.closing) return this.rejectClosed(target)
-      if (this.backlogFull(target) || this.buffer.size >= this.buffer.capacity) {
+      const now = this.acceptNow(target, row)
+      if (typeof now === "number") return Effect.as(this.afterAccept(now), true)
+      if (now === "closed") return this.rejectClosed(target)
+      if (now === "full") {
         this.observer.submitRejected(target.name, "full")
         return Effect.succeed(false)
       }
-      return Effect.as(
-        this.afterAccept(this.accept(target, target.copy(row), undefined, this.currentSpan())),
-        true
-      )
+      return this.rejectInvalid(now)
     })
   }
 
