@@ -39,7 +39,7 @@ mariadb_() { mariadb -h 127.0.0.1 -uroot -N -B test "$@"; }
 redis_() { redis-cli -h 127.0.0.1 -p 6379 "$@"; }
 
 clean_servers() {
-  psql_ -c 'DROP TABLE IF EXISTS quickstart_events, consumer_check_bench'
+  psql_ -c 'DROP TABLE IF EXISTS quickstart_events, promise_quickstart_events, consumer_check_bench'
   mariadb_ -e 'DROP TABLE IF EXISTS quickstart_events, consumer_check_bench'
   local db pattern db_pattern
   for db_pattern in "0 quickstart:session:*" "13 consumer_check_bench:*"; do
@@ -169,7 +169,7 @@ step "the exports map: public modules import, internals do not"
 node --input-type=module - <<'EOF'
 import { readdirSync } from "node:fs"
 const dist = "node_modules/effect-batchflow/dist"
-const modules = readdirSync(dist).filter((f) => /^[A-Z]\w*\.js$/.test(f)).map((f) => f.slice(0, -3))
+const modules = readdirSync(dist).filter((f) => /^([A-Z]\w*|promise)\.js$/.test(f)).map((f) => f.slice(0, -3))
 const root = await import("effect-batchflow")
 for (const m of modules) await import(`effect-batchflow/${m}`)
 const internal = ["internal/engine", "internal/engine.js", "cli/main", "cli/bench", "bin"]
@@ -207,6 +207,10 @@ step "PostgreSQL quickstart"
 run quickstart-postgres
 expect_eq "PostgreSQL rows" 10001 "$(psql_ -c 'SELECT count(*) FROM quickstart_events')"
 expect_eq "PostgreSQL row 10001" "view" "$(psql_ -c 'SELECT kind FROM quickstart_events WHERE id = 10001')"
+
+step "Promise facade quickstart (no Effect in the program)"
+run quickstart-promise
+expect_eq "PostgreSQL rows (Promise facade)" 10001 "$(psql_ -c 'SELECT count(*) FROM promise_quickstart_events')"
 
 step "MySQL / MariaDB quickstart"
 run quickstart-mysql
