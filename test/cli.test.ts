@@ -484,6 +484,8 @@ describe("effect-batchflow bench", () => {
         [["--flush-interval", "soon"], "--flush-interval must be a duration > 0"],
         [["--conflict", "merge"], '--conflict must be one of none, ignore, replace, update (got "merge")'],
         [["--backend", "redis", "--conflict", "ignore"], "--conflict applies to the SQL backends"],
+        [["--backend", "pg", "--pg-form", "csv"], '--pg-form must be one of json, values, unnest (got "csv")'],
+        [["--backend", "mysql", "--pg-form", "unnest"], "--pg-form applies to --backend pg, not to mysql"],
         [
           ["--backend", "pg", "--url", "mysql://root@127.0.0.1/test"],
           "--url for pg must start with postgres://"
@@ -569,6 +571,7 @@ const noFlags: Flags = {
   concurrency: "4",
   buffer: "10000",
   conflict: Option.none(),
+  pgForm: Option.none(),
   url: Option.none(),
   runs: "1",
   warmup: Option.none(),

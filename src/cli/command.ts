@@ -24,6 +24,7 @@ import {
   defaultUrls,
   flowOptions,
   parseDuration,
+  pgForms,
   urlVariables
 } from "./workload.js"
 
@@ -85,6 +86,13 @@ const flags = {
     Options.optional,
     Options.withDescription(
       "SQL backends: what a key collision does (none, ignore, replace, update). Default ignore (ON CONFLICT DO NOTHING / INSERT IGNORE / INSERT OR IGNORE)."
+    )
+  ),
+  pgForm: Options.text("pg-form").pipe(
+    Options.withPseudoName("json | values | unnest"),
+    Options.optional,
+    Options.withDescription(
+      "PostgreSQL: the statement form (Postgres pgForm): json (one JSON parameter, the default), values (a VALUES list) or unnest (one array literal per column)."
     )
   ),
   url: Options.text("url").pipe(
@@ -169,6 +177,7 @@ export interface Flags {
   readonly concurrency: string
   readonly buffer: string
   readonly conflict: Option.Option<string>
+  readonly pgForm: Option.Option<string>
   readonly url: Option.Option<string>
   readonly runs: string
   readonly warmup: Option.Option<string>
@@ -281,6 +290,15 @@ export const toSpec = (flags: Flags): Effect.Effect<BenchSpec, ReadonlyArray<str
         `--flush-interval must be a duration > 0 such as 50ms, 100 millis or 1s (got ${JSON.stringify(flags.flushInterval)})`
       )
     }
+    const pgFormText = Option.getOrUndefined(flags.pgForm)
+    const pgForm =
+      pgFormText === undefined ? undefined : pgForms.find((f) => f === pgFormText.trim().toLowerCase())
+    if (pgFormText !== undefined && pgForm === undefined) {
+      problems.push(`--pg-form must be one of ${pgForms.join(", ")} (got ${JSON.stringify(pgFormText)})`)
+    }
+    if (pgFormText !== undefined && backend !== undefined && backend !== "pg") {
+      problems.push(`--pg-form applies to --backend pg, not to ${backend}`)
+    }
     if (conflictText !== undefined && (backend === "redis" || backend === "noop")) {
       problems.push(`--conflict applies to the SQL backends (sqlite, pg, mysql), not to ${backend}`)
     }
@@ -351,6 +369,7 @@ export const toSpec = (flags: Flags): Effect.Effect<BenchSpec, ReadonlyArray<str
       concurrency,
       bufferSize,
       conflict,
+      pgForm,
       url,
       runs,
       warmup: Math.min(warmup, rows),

@@ -90,7 +90,10 @@ export const make: MakeHarness = (spec) =>
         afterReset: "CHECKPOINT"
       },
       client,
-      flowLayer: Postgres.layer(flowOptions(spec)),
+      flowLayer: Postgres.layer({
+        ...flowOptions(spec),
+        ...(spec.pgForm === undefined ? {} : { pgForm: spec.pgForm })
+      }),
       baselines: [rawBaseline(spec, pool)]
     })
   })

@@ -39,6 +39,20 @@ export type ConflictName = "none" | "ignore" | "replace" | "update"
 export const conflictNames: ReadonlyArray<ConflictName> = ["none", "ignore", "replace", "update"]
 
 /**
+ * The PostgreSQL statement forms (`Postgres` option `pgForm`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PgFormName = "json" | "values" | "unnest"
+
+/**
+ * @since 0.1.0
+ * @category constants
+ */
+export const pgForms: ReadonlyArray<PgFormName> = ["json", "values", "unnest"]
+
+/**
  * One W1 row: `id` 1..N, `user_id = id % 1000`, `name = "user-" + id`, `amount = id * 0.5`, a fixed
  * `created_at`.
  *
@@ -105,6 +119,8 @@ export interface BenchSpec {
   readonly bufferSize: number
   /** SQL backends only. */
   readonly conflict: ConflictName
+  /** PostgreSQL only: the statement form (`undefined`: the library's default). */
+  readonly pgForm: PgFormName | undefined
   /** Connection URL (SQLite: a file path), or `undefined` for the default. */
   readonly url: string | undefined
   /** Measured runs per variant. */
