@@ -34,7 +34,7 @@ const Row = Schema.Struct({ id: Schema.Number, v: Schema.String })
 
 const run = async (
   name: string,
-  options: BatchFlowConfig.Options,
+  options: BatchFlowConfig.Options & Sqlite.StatementOptions,
   rows: number,
   lockMillis: number,
   closeTimeoutMillis: number,
@@ -108,57 +108,63 @@ const run = async (
   return outcome
 }
 
-describe.sequential("sqlite: truthful outcomes under a held write lock", () => {
-  it("a lock shorter than the retries: SQLITE_BUSY is retried and every row is written once", async () => {
-    const outcome = await run(
-      "fault_busy_short",
-      {
-        flushSize: 100,
-        flushInterval: "20 millis",
-        timeout: "1 second",
-        retry: { maxAttempts: 20, backoffBase: "50 millis", maxBackoff: "200 millis" }
-      },
-      2_000,
-      800,
-      30_000
-    )
-    expect(outcome.failed + outcome.unknownOutcome).toBe(0)
-  }, 60_000)
+for (const direct of [false, true]) {
+  describe.sequential(`sqlite${direct ? " direct" : ""}: truthful outcomes under a held write lock`, () => {
+    const suffix = direct ? "_direct" : ""
+    it("a lock shorter than the retries: SQLITE_BUSY is retried and every row is written once", async () => {
+      const outcome = await run(
+        `fault_busy_short${suffix}`,
+        {
+          direct,
+          flushSize: 100,
+          flushInterval: "20 millis",
+          timeout: "1 second",
+          retry: { maxAttempts: 20, backoffBase: "50 millis", maxBackoff: "200 millis" }
+        },
+        2_000,
+        800,
+        30_000
+      )
+      expect(outcome.failed + outcome.unknownOutcome).toBe(0)
+    }, 60_000)
 
-  it("a lock longer than the retries: the rows are reported busy (known not written) and are not in the table", async () => {
-    const outcome = await run(
-      "fault_busy_long",
-      {
-        flushSize: 100,
-        flushInterval: "20 millis",
-        timeout: "1 second",
-        retry: { maxAttempts: 2, backoffBase: "20 millis", maxBackoff: "40 millis" }
-      },
-      2_000,
-      1_500,
-      30_000
-    )
-    expect(outcome.reasons.busy ?? 0).toBeGreaterThan(0)
-    expect(outcome.unknownOutcome).toBe(0)
-  }, 60_000)
+    it("a lock longer than the retries: the rows are reported busy (known not written) and are not in the table", async () => {
+      const outcome = await run(
+        `fault_busy_long${suffix}`,
+        {
+          direct,
+          flushSize: 100,
+          flushInterval: "20 millis",
+          timeout: "1 second",
+          retry: { maxAttempts: 2, backoffBase: "20 millis", maxBackoff: "40 millis" }
+        },
+        2_000,
+        1_500,
+        30_000
+      )
+      expect(outcome.reasons.busy ?? 0).toBeGreaterThan(0)
+      expect(outcome.unknownOutcome).toBe(0)
+    }, 60_000)
 
-  it("close under load with a short closeTimeout keeps its deadline; rows never written are close_timeout", async () => {
-    const outcome = await run(
-      "fault_busy_close",
-      {
-        flushSize: 100,
-        bufferSize: 5_000,
-        flushInterval: "20 millis",
-        timeout: "1 second",
-        closeTimeout: "300 millis",
-        retry: { maxAttempts: 50, backoffBase: "50 millis", maxBackoff: "200 millis" }
-      },
-      3_000,
-      3_000,
-      300,
-      // Locked near the end: the buffer holds rows when close starts.
-      2_500
-    )
-    expect(outcome.reasons.close_timeout ?? 0).toBeGreaterThan(0)
-  }, 60_000)
-})
+    it("close under load with a short closeTimeout keeps its deadline; rows never written are close_timeout", async () => {
+      const outcome = await run(
+        `fault_busy_close${suffix}`,
+        {
+          direct,
+          flushSize: 100,
+          bufferSize: 5_000,
+          flushInterval: "20 millis",
+          timeout: "1 second",
+          closeTimeout: "300 millis",
+          retry: { maxAttempts: 50, backoffBase: "50 millis", maxBackoff: "200 millis" }
+        },
+        3_000,
+        3_000,
+        300,
+        // Locked near the end: the buffer holds rows when close starts.
+        2_500
+      )
+      expect(outcome.reasons.close_timeout ?? 0).toBeGreaterThan(0)
+    }, 60_000)
+  })
+}

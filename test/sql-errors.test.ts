@@ -21,6 +21,19 @@ import {
   tempSqliteFile
 } from "./sql-helpers.js"
 
+/** Every backend, and SQLite again on the executor's direct path (`direct: true`). */
+const allBackends: ReadonlyArray<Backend & { readonly name: string }> = [
+  ...backends.map((backend) => ({ ...backend, name: backend.dialect })),
+  ...backends
+    .filter((backend) => backend.dialect === "sqlite")
+    .map((backend) => ({
+      ...backend,
+      name: "sqlite direct",
+      flow: (options?: Sqlite.Options) => Sqlite.layer({ ...options, direct: true }),
+      executor: (options?: Sqlite.StatementOptions) => Sqlite.makeExecutor({ ...options, direct: true })
+    }))
+]
+
 /** Runs a statement that must fail and returns the classification of its real error. */
 const classifyFailure = (statement: string) =>
   Effect.gen(function* () {
@@ -98,10 +111,10 @@ const constraintTable = (backend: Backend, table: string) =>
     }, score INT NOT NULL CHECK (score >= 0))`
   )
 
-for (const backend of backends) {
-  describe(`${backend.dialect}: real errors are classified`, () => {
+for (const backend of allBackends) {
+  describe(`${backend.name}: real errors are classified`, () => {
     it.live("unique, not-null, too long, check and syntax errors", () => {
-      const t = `sql_errors_constraints_${backend.dialect}`
+      const t = `sql_errors_constraints_${backend.name.replace(" ", "_")}`
       return Effect.gen(function* () {
         const sql = yield* SqlClient.SqlClient
         yield* constraintTable(backend, t)
@@ -142,7 +155,7 @@ for (const backend of backends) {
 
     if (backend.dialect !== "sqlite") {
       it.live("a deadlock between two transactions locking in opposite order is retryable", () =>
-        deadlock(`sql_errors_deadlock_${backend.dialect}`).pipe(
+        deadlock(`sql_errors_deadlock_${backend.name.replace(" ", "_")}`).pipe(
           Effect.map((c) => expect(c).toEqual({ retryable: true, reason: "deadlock" })),
           Effect.provide(backend.client())
         )
@@ -150,7 +163,7 @@ for (const backend of backends) {
 
       it.live("a lock wait that times out is retryable", () =>
         lockTimeout(
-          `sql_errors_lock_${backend.dialect}`,
+          `sql_errors_lock_${backend.name.replace(" ", "_")}`,
           backend.dialect === "pg"
             ? "SET LOCAL lock_timeout = '200ms'"
             : "SET SESSION innodb_lock_wait_timeout = 1"
@@ -162,7 +175,7 @@ for (const backend of backends) {
     }
 
     it.live("poison rows: 1,000 rows with 3 bad ones commit 997 and report the 3 with their reasons", () => {
-      const t = `sql_errors_poison_${backend.dialect}`
+      const t = `sql_errors_poison_${backend.name.replace(" ", "_")}`
       const Scores = Table.make(t, {
         columns: Schema.Struct({
           id: Schema.Number,
@@ -204,74 +217,81 @@ for (const backend of backends) {
   })
 }
 
-describe("sqlite: a value the driver cannot bind is a row-level failure", () => {
-  it.live("a bigint outside int64 among 500 rows: 499 commit, the bad one is reported bad_value", () => {
-    const t = "sql_errors_bigint_sqlite"
-    const Counters = Table.make(t, {
-      columns: Schema.Struct({ id: Schema.Number, total: Schema.BigIntFromSelf }),
-      conflict: Conflict.none
+for (const sqlite of allBackends.filter((backend) => backend.dialect === "sqlite")) {
+  describe(`${sqlite.name}: a value the driver cannot bind is a row-level failure`, () => {
+    it.live("a bigint outside int64 among 500 rows: 499 commit, the bad one is reported bad_value", () => {
+      const t = "sql_errors_bigint_sqlite"
+      const Counters = Table.make(t, {
+        columns: Schema.Struct({ id: Schema.Number, total: Schema.BigIntFromSelf }),
+        conflict: Conflict.none
+      })
+      const rows = Array.from({ length: 500 }, (_, i) => ({
+        id: i,
+        total: i === 250 ? 2n ** 70n : BigInt(i)
+      }))
+      return Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql.unsafe(`DROP TABLE IF EXISTS ${t}`)
+        yield* sql.unsafe(`CREATE TABLE ${t} (id INTEGER PRIMARY KEY, total BIGINT NOT NULL)`)
+        const run = yield* runFlow(sqlite.flow({ flushSize: 500, bufferSize: 500 }), (flow) =>
+          flow.submitAll(Counters, rows)
+        )
+        expect(yield* count(t)).toBe(499)
+        expect(run.failures.map((f) => [f.reason, f.outcome, f.rows])).toEqual([
+          ["bad_value", "failed", [rows[250]]]
+        ])
+      }).pipe(Effect.provide(sqlite.client()))
     })
-    const rows = Array.from({ length: 500 }, (_, i) => ({ id: i, total: i === 250 ? 2n ** 70n : BigInt(i) }))
-    const sqlite = backends.find((b) => b.dialect === "sqlite")!
-    return Effect.gen(function* () {
-      const sql = yield* SqlClient.SqlClient
-      yield* sql.unsafe(`DROP TABLE IF EXISTS ${t}`)
-      yield* sql.unsafe(`CREATE TABLE ${t} (id INTEGER PRIMARY KEY, total BIGINT NOT NULL)`)
-      const run = yield* runFlow(sqlite.flow({ flushSize: 500, bufferSize: 500 }), (flow) =>
-        flow.submitAll(Counters, rows)
-      )
-      expect(yield* count(t)).toBe(499)
-      expect(run.failures.map((f) => [f.reason, f.outcome, f.rows])).toEqual([
-        ["bad_value", "failed", [rows[250]]]
-      ])
-    }).pipe(Effect.provide(sqlite.client()))
   })
-})
+}
 
-describe("sqlite: SQLITE_BUSY from a second connection holding the write lock", () => {
-  const file = tempSqliteFile("sql_errors_busy")
-  const t = "sql_errors_busy"
-  const Events = Table.make(t, {
-    columns: Schema.Struct({ id: Schema.Number }),
-    conflict: Conflict.ignore,
-    key: ["id"]
-  })
-
-  /** Two clients on one file: `holder` takes the write lock, `writer` gets SQLITE_BUSY. */
-  const twoClients = Effect.gen(function* () {
-    const holder = Context.get(yield* Layer.build(sqliteClient(file)), SqlClient.SqlClient)
-    const writer = Context.get(yield* Layer.build(sqliteClient(file)), SqlClient.SqlClient)
-    yield* writer.unsafe("PRAGMA busy_timeout = 50")
-    yield* holder.unsafe(`DROP TABLE IF EXISTS ${t}`)
-    yield* holder.unsafe(`CREATE TABLE ${t} (id INTEGER PRIMARY KEY)`)
-    return { holder, writer }
-  })
-
-  it.scopedLive("is classified retryable (reason busy)", () =>
-    Effect.gen(function* () {
-      const { holder, writer } = yield* twoClients
-      yield* holder.unsafe("BEGIN IMMEDIATE")
-      const error = yield* Effect.flip(writer.unsafe(`INSERT INTO ${t} (id) VALUES (1)`))
-      yield* holder.unsafe("COMMIT")
-      expect(Sql.classify(error)).toEqual({ retryable: true, reason: "busy" })
+for (const direct of [false, true]) {
+  describe(`sqlite${direct ? " direct" : ""}: SQLITE_BUSY from a second connection holding the write lock`, () => {
+    const file = tempSqliteFile(`sql_errors_busy${direct ? "_direct" : ""}`)
+    const t = "sql_errors_busy"
+    const Events = Table.make(t, {
+      columns: Schema.Struct({ id: Schema.Number }),
+      conflict: Conflict.ignore,
+      key: ["id"]
     })
-  )
 
-  it.scopedLive("the flow retries and commits once the lock is released", () =>
-    Effect.gen(function* () {
-      const { holder, writer } = yield* twoClients
-      yield* holder.unsafe("BEGIN IMMEDIATE")
-      yield* Effect.fork(Effect.zipRight(Effect.sleep("150 millis"), holder.unsafe("COMMIT")))
-      const run = yield* runFlow(
-        Sqlite.layer({
-          flushSize: 10,
-          retry: { maxAttempts: 10, backoffBase: "50 millis", maxBackoff: "200 millis" }
-        }),
-        (flow) => flow.submitAll(Events, [{ id: 1 }, { id: 2 }])
-      ).pipe(Effect.provideService(SqlClient.SqlClient, writer))
-      expect(run.failures).toEqual([])
-      expect(run.stats.retries).toBeGreaterThan(0)
-      expect(yield* count(t).pipe(Effect.provideService(SqlClient.SqlClient, writer))).toBe(2)
+    /** Two clients on one file: `holder` takes the write lock, `writer` gets SQLITE_BUSY. */
+    const twoClients = Effect.gen(function* () {
+      const holder = Context.get(yield* Layer.build(sqliteClient(file)), SqlClient.SqlClient)
+      const writer = Context.get(yield* Layer.build(sqliteClient(file)), SqlClient.SqlClient)
+      yield* writer.unsafe("PRAGMA busy_timeout = 50")
+      yield* holder.unsafe(`DROP TABLE IF EXISTS ${t}`)
+      yield* holder.unsafe(`CREATE TABLE ${t} (id INTEGER PRIMARY KEY)`)
+      return { holder, writer }
     })
-  )
-})
+
+    it.scopedLive("is classified retryable (reason busy)", () =>
+      Effect.gen(function* () {
+        const { holder, writer } = yield* twoClients
+        yield* holder.unsafe("BEGIN IMMEDIATE")
+        const error = yield* Effect.flip(writer.unsafe(`INSERT INTO ${t} (id) VALUES (1)`))
+        yield* holder.unsafe("COMMIT")
+        expect(Sql.classify(error)).toEqual({ retryable: true, reason: "busy" })
+      })
+    )
+
+    it.scopedLive("the flow retries and commits once the lock is released", () =>
+      Effect.gen(function* () {
+        const { holder, writer } = yield* twoClients
+        yield* holder.unsafe("BEGIN IMMEDIATE")
+        yield* Effect.fork(Effect.zipRight(Effect.sleep("150 millis"), holder.unsafe("COMMIT")))
+        const run = yield* runFlow(
+          Sqlite.layer({
+            direct,
+            flushSize: 10,
+            retry: { maxAttempts: 10, backoffBase: "50 millis", maxBackoff: "200 millis" }
+          }),
+          (flow) => flow.submitAll(Events, [{ id: 1 }, { id: 2 }])
+        ).pipe(Effect.provideService(SqlClient.SqlClient, writer))
+        expect(run.failures).toEqual([])
+        expect(run.stats.retries).toBeGreaterThan(0)
+        expect(yield* count(t).pipe(Effect.provideService(SqlClient.SqlClient, writer))).toBe(2)
+      })
+    )
+  })
+}

@@ -8,8 +8,22 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Metric, Schema } from "effect"
 import * as Conflict from "effect-batchflow/Conflict"
 import * as Sql from "effect-batchflow/Sql"
+import * as Sqlite from "effect-batchflow/Sqlite"
 import * as Table from "effect-batchflow/Table"
-import { backends, num, recreate, runFlow, selectAll } from "./sql-helpers.js"
+import { type Backend, backends, num, recreate, runFlow, selectAll } from "./sql-helpers.js"
+
+/** Every backend, and SQLite again on the executor's direct path (`direct: true`). */
+const allBackends: ReadonlyArray<Backend & { readonly name: string }> = [
+  ...backends.map((backend) => ({ ...backend, name: backend.dialect })),
+  ...backends
+    .filter((backend) => backend.dialect === "sqlite")
+    .map((backend) => ({
+      ...backend,
+      name: "sqlite direct",
+      flow: (options?: Sqlite.Options) => Sqlite.layer({ ...options, direct: true }),
+      executor: (options?: Sqlite.StatementOptions) => Sqlite.makeExecutor({ ...options, direct: true })
+    }))
+]
 
 interface Person {
   readonly id: number
@@ -102,11 +116,11 @@ const modes: ReadonlyArray<{
   }
 ]
 
-for (const backend of backends) {
-  describe(`${backend.dialect}: final table contents per mode`, () => {
+for (const backend of allBackends) {
+  describe(`${backend.name}: final table contents per mode`, () => {
     for (const mode of modes) {
       it.live(mode.name, () => {
-        const name = `sql_modes_${mode.name}_${backend.dialect}`
+        const name = `sql_modes_${mode.name}_${backend.name.replace(" ", "_")}`
         const T = Table.make(name, { columns: People, conflict: mode.conflict, key: mode.key })
         return Effect.gen(function* () {
           const sql = yield* SqlClient.SqlClient
@@ -147,7 +161,7 @@ for (const backend of backends) {
           ["update", Conflict.update({ target: ["code"], set: ["v"] }), [["a", 5]]]
         ] as const
         for (const [label, conflict, keyed] of cases) {
-          const name = `sql_modes_nulls_${label}_${backend.dialect}`
+          const name = `sql_modes_nulls_${label}_${backend.name.replace(" ", "_")}`
           const T = Table.make(name, {
             columns: Codes,
             conflict,
@@ -185,7 +199,7 @@ for (const backend of backends) {
           ["ignore", Conflict.ignore, 1]
         ] as const
         for (const [label, conflict, first] of cases) {
-          const name = `sql_modes_pairs_${label}_${backend.dialect}`
+          const name = `sql_modes_pairs_${label}_${backend.name.replace(" ", "_")}`
           const T = Table.make(name, {
             columns: Pairs,
             conflict,

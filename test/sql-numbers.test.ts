@@ -12,9 +12,23 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 import * as Conflict from "effect-batchflow/Conflict"
 import * as Sql from "effect-batchflow/Sql"
+import * as Sqlite from "effect-batchflow/Sqlite"
 import * as Table from "effect-batchflow/Table"
 import { checkNumeric, mysqlNumericColumn, pgNumericColumn } from "../src/internal/sqlValues.js"
-import { backends, count, num, recreate, runFlow, selectAll } from "./sql-helpers.js"
+import { type Backend, backends, count, num, recreate, runFlow, selectAll } from "./sql-helpers.js"
+
+/** Every backend, and SQLite again on the executor's direct path (`direct: true`). */
+const allBackends: ReadonlyArray<Backend & { readonly name: string }> = [
+  ...backends.map((backend) => ({ ...backend, name: backend.dialect })),
+  ...backends
+    .filter((backend) => backend.dialect === "sqlite")
+    .map((backend) => ({
+      ...backend,
+      name: "sqlite direct",
+      flow: (options?: Sqlite.Options) => Sqlite.layer({ ...options, direct: true }),
+      executor: (options?: Sqlite.StatementOptions) => Sqlite.makeExecutor({ ...options, direct: true })
+    }))
+]
 
 const Measures = Schema.Struct({ id: Schema.Number, n: Schema.Number, price: Schema.Number })
 
@@ -24,12 +38,12 @@ const rowsWithBadOnes = Array.from({ length: 500 }, (_, i) => ({
   price: i === 300 ? 1.555 : i === 301 ? 2.5 : i + 0.25
 }))
 
-for (const backend of backends) {
-  describe(`${backend.dialect}: fractional numbers into integer and DECIMAL columns`, () => {
+for (const backend of allBackends) {
+  describe(`${backend.name}: fractional numbers into integer and DECIMAL columns`, () => {
     it.live(
       "a batch with 1.5 in a BIGINT column and 1.555 in a DECIMAL(7,2): nothing is stored rounded",
       () => {
-        const t = `sql_numbers_round_${backend.dialect}`
+        const t = `sql_numbers_round_${backend.name.replace(" ", "_")}`
         const T = Table.make(t, { columns: Measures, conflict: Conflict.none })
         return Effect.gen(function* () {
           const decimal = backend.dialect === "pg" ? "NUMERIC(7,2)" : "DECIMAL(7,2)"

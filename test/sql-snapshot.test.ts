@@ -4,15 +4,29 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Schema } from "effect"
+import * as Sqlite from "effect-batchflow/Sqlite"
 import * as Table from "effect-batchflow/Table"
-import { backends, num, recreate, runFlow, selectAll } from "./sql-helpers.js"
+import { type Backend, backends, num, recreate, runFlow, selectAll } from "./sql-helpers.js"
 
-for (const backend of backends) {
-  describe(`${backend.dialect}: rows are frozen at submit`, () => {
+/** Every backend, and SQLite again on the executor's direct path (`direct: true`). */
+const allBackends: ReadonlyArray<Backend & { readonly name: string }> = [
+  ...backends.map((backend) => ({ ...backend, name: backend.dialect })),
+  ...backends
+    .filter((backend) => backend.dialect === "sqlite")
+    .map((backend) => ({
+      ...backend,
+      name: "sqlite direct",
+      flow: (options?: Sqlite.Options) => Sqlite.layer({ ...options, direct: true }),
+      executor: (options?: Sqlite.StatementOptions) => Sqlite.makeExecutor({ ...options, direct: true })
+    }))
+]
+
+for (const backend of allBackends) {
+  describe(`${backend.name}: rows are frozen at submit`, () => {
     it.live(
       "a reused row object and rows changed after submit, submitAll and write are stored as validated",
       () => {
-        const name = `sql_snapshot_${backend.dialect}`
+        const name = `sql_snapshot_${backend.name.replace(" ", "_")}`
         const T = Table.make(name, {
           columns: Schema.Struct({ id: Schema.Number, note: Schema.String }),
           key: ["id"]

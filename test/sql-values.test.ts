@@ -9,8 +9,31 @@ import { Effect, Exit, Schema } from "effect"
 import * as Conflict from "effect-batchflow/Conflict"
 import * as Mysql from "effect-batchflow/Mysql"
 import * as Sql from "effect-batchflow/Sql"
+import * as Sqlite from "effect-batchflow/Sqlite"
 import * as Table from "effect-batchflow/Table"
-import { backends, count, mysqlClient, num, recreate, runFlow, selectAll } from "./sql-helpers.js"
+import {
+  type Backend,
+  backends,
+  count,
+  mysqlClient,
+  num,
+  recreate,
+  runFlow,
+  selectAll
+} from "./sql-helpers.js"
+
+/** Every backend, and SQLite again on the executor's direct path (`direct: true`). */
+const allBackends: ReadonlyArray<Backend & { readonly name: string }> = [
+  ...backends.map((backend) => ({ ...backend, name: backend.dialect })),
+  ...backends
+    .filter((backend) => backend.dialect === "sqlite")
+    .map((backend) => ({
+      ...backend,
+      name: "sqlite direct",
+      flow: (options?: Sqlite.Options) => Sqlite.layer({ ...options, direct: true }),
+      executor: (options?: Sqlite.StatementOptions) => Sqlite.makeExecutor({ ...options, direct: true })
+    }))
+]
 
 const hostile: ReadonlyArray<string> = [
   "'; DROP TABLE sql_values_hostile; --",
@@ -35,10 +58,10 @@ const bytes: ReadonlyArray<Uint8Array> = [
 
 const Hostile = Schema.Struct({ id: Schema.Number, s: Schema.String, b: Schema.Uint8ArrayFromSelf })
 
-for (const backend of backends) {
-  describe(`${backend.dialect}: values`, () => {
+for (const backend of allBackends) {
+  describe(`${backend.name}: values`, () => {
     it.live("hostile strings and bytes are stored exactly", () => {
-      const name = `sql_values_hostile_${backend.dialect}`
+      const name = `sql_values_hostile_${backend.name.replace(" ", "_")}`
       const T = Table.make(name, { columns: Hostile, conflict: Conflict.none })
       // PostgreSQL text cannot hold NUL; MySQL and SQLite can.
       const strings = backend.dialect === "pg" ? hostile : [...hostile, "nul\u0000inside"]
@@ -61,7 +84,7 @@ for (const backend of backends) {
     })
 
     it.live("a batch over the bind-parameter limit is written completely", () => {
-      const name = `sql_values_limit_${backend.dialect}`
+      const name = `sql_values_limit_${backend.name.replace(" ", "_")}`
       const Wide = Table.make(name, {
         columns: Schema.Struct({
           a: Schema.Number,
@@ -102,7 +125,7 @@ for (const backend of backends) {
     })
 
     it.live("the statements of a split batch run in one transaction", () => {
-      const name = `sql_values_atomic_${backend.dialect}`
+      const name = `sql_values_atomic_${backend.name.replace(" ", "_")}`
       const Wide = Table.make(name, {
         columns: Schema.Struct({
           a: Schema.Number,
@@ -167,11 +190,11 @@ describe("mysql: NO_BACKSLASH_ESCAPES", () => {
 
 describe("Schema.Date columns and PostgreSQL array columns", () => {
   const at = new Date("2024-02-29T13:14:15.678Z")
-  for (const backend of backends) {
+  for (const backend of allBackends) {
     it.live(
-      `${backend.dialect}: a Schema.Date column (written as an ISO string) is stored as the same instant`,
+      `${backend.name}: a Schema.Date column (written as an ISO string) is stored as the same instant`,
       () => {
-        const name = `sql_values_date_${backend.dialect}`
+        const name = `sql_values_date_${backend.name.replace(" ", "_")}`
         const T = Table.make(name, {
           columns: Schema.Struct({ id: Schema.Number, at: Schema.Date }),
           conflict: Conflict.none

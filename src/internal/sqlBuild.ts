@@ -41,6 +41,8 @@ export interface StatementOptions {
   readonly pgForm?: PgForm | undefined
   readonly maxParams?: number | undefined
   readonly maxStatementBytes?: number | undefined
+  /** SQLite: run statements on the client's better-sqlite3 `Database` directly (sqliteDirect.ts). */
+  readonly direct?: boolean | undefined
 }
 
 /** @internal */

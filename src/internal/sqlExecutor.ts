@@ -37,6 +37,7 @@ import {
   type SqlWriteError,
   UnsupportedDialect
 } from "./sqlErrors.js"
+import * as SqliteDirect from "./sqliteDirect.js"
 import { sqlRule } from "./sqlRules.js"
 import { checkNumeric, mysqlNumericColumn, type NumericColumn, pgNumericColumn } from "./sqlValues.js"
 
@@ -432,6 +433,24 @@ const inTransaction = (
   )
 
 /**
+ * SQLite's direct path: the statements run at once, synchronously, on the client's Database: one
+ * effect per batch that completes without suspending. Unless a transaction is open on the
+ * connection (the app's `sql.withTransaction`, which holds the client's lock across awaits): a
+ * statement run now would join it, and be rolled back or committed with the app's work. Then the
+ * batch goes the client's way, and waits for the lock like any other user of the client.
+ */
+const directWrite = (
+  direct: SqliteDirect.DirectRunner,
+  statements: ReadonlyArray<Statement>,
+  throughClient: () => Effect.Effect<void, SqlError>
+): Effect.Effect<void, SqlError> =>
+  Effect.suspend(() => {
+    if (direct.inTransaction()) return throughClient()
+    const error = direct.run(statements)
+    return error === undefined ? Effect.void : Effect.fail(error)
+  })
+
+/**
  * Builds the executor for the client in context. `expected` restricts the dialect (for the
  * per-database layers).
  *
@@ -463,6 +482,18 @@ export const make = (
       return found
     }
     const catalog = dialect === "mysql" ? mysqlCatalog(sql) : dialect === "pg" ? pgCatalog(sql) : undefined
+    // SQLite with `direct`: statements on the client's better-sqlite3 Database (sqliteDirect.ts).
+    let direct: SqliteDirect.DirectRunner | undefined
+    if (dialect === "sqlite" && options.direct === true) {
+      const found = yield* SqliteDirect.databaseOf(sql)
+      if (found._tag === "Found") {
+        direct = SqliteDirect.runner(found.db)
+      } else {
+        yield* Effect.logWarning(
+          `effect-batchflow: the SQLite direct path is not available (${found.reason}); writing through the client`
+        )
+      }
+    }
     type Failure = SqlWriteError | NotATable | RowEncodeError | ColumnValueError | ColumnLookupError
     const execute = (
       target: Parameters<BatchExecutor.BatchExecutor["execute"]>[0],
@@ -515,7 +546,8 @@ export const make = (
         transaction && statements.length === 1 && Number.isFinite(deadline)
           ? runner.oneTrip(statements[0]!)
           : undefined
-      const write = Effect.mapError(
+      // The client's path: a transaction, or the connection reserved (the client's lock).
+      const throughClient = (): Effect.Effect<void, SqlError> =>
         oneTrip !== undefined
           ? inOneTrip(sql, () => oneTrip(deadline))
           : transaction
@@ -533,7 +565,9 @@ export const make = (
                     Effect.asVoid(runner.run(statements[0]!, deadline, conn))
                   )
                 )
-              : Effect.suspend(() => Effect.asVoid(runner.run(statements[0]!, deadline, undefined))),
+              : Effect.suspend(() => Effect.asVoid(runner.run(statements[0]!, deadline, undefined)))
+      const write = Effect.mapError(
+        direct === undefined ? throughClient() : directWrite(direct, statements, throughClient),
         (error) => {
           const described = describeSqlError(
             error,
@@ -589,9 +623,9 @@ export const layer = (
   options: LayerOptions,
   expected: Dialect
 ): Layer.Layer<BatchFlow.BatchFlow, BatchFlowConfigError | UnsupportedDialect, SqlClient.SqlClient> => {
-  const { maxParams, maxStatementBytes, pgForm, ...flow } = options
+  const { maxParams, maxStatementBytes, pgForm, direct, ...flow } = options
   return BatchFlow.layer(flow).pipe(
-    Layer.provide(layerExecutor({ maxParams, maxStatementBytes, pgForm }, expected))
+    Layer.provide(layerExecutor({ maxParams, maxStatementBytes, pgForm, direct }, expected))
   )
 }
 
