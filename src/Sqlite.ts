@@ -50,9 +50,9 @@ export interface StatementOptions {
   /**
    * Run the statements on the client's better-sqlite3 `Database` itself (default `false`: through
    * the client). Each statement text is prepared once and its values bound as one array, with none of
-   * the client's work per statement (its lock, statement cache, an effect per statement): measured
-   * about a third less Node CPU per row for the executor. The same statements, errors,
-   * classification, metrics and outcomes as through the client.
+   * the client's work per statement (its lock, statement cache, an effect per statement): the
+   * executor alone measured 2.09 → 1.54 µs/row of Node CPU (raw better-sqlite3 1.15). The same
+   * statements, errors, classification, metrics and outcomes as through the client.
    *
    * The client's lock is not taken: a batch runs at once, in one synchronous call, between the app's
    * own statements. While a transaction is open on the connection (`sql.withTransaction`), a batch
