@@ -14,7 +14,7 @@
  * Each build is compiled with esbuild (as users run it, without tsx's `keepNames`) and loaded from
  * node_modules/.cache. SQLite also runs the executor's `direct` path (the after build only).
  *
- *   npx tsx bench/sql-exec.ts [--backend all|pg|mysql|sqlite] [--rounds 6] [--batches 100] [--before /tmp/x/src]
+ *   npx tsx bench/sql-exec.ts [--backend all|pg|mysql|sqlite] [--rounds 6] [--batches 100] [--before /tmp/x/src] [--only <name part>]
  */
 
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
@@ -319,6 +319,9 @@ const runBackend = async (backend: "pg" | "mysql" | "sqlite", builds: ReadonlyAr
       }
     }
   }
+  // `--only <text>`: just the variants whose name contains it (e.g. to profile one with --cpu-prof).
+  if (args.only !== undefined)
+    variants.splice(0, variants.length, ...variants.filter((v) => v.name.includes(args.only!)))
   // Warm-up, then interleaved rounds.
   const node = new Map<string, Array<number>>()
   const server = new Map<string, Array<number>>()

@@ -385,6 +385,26 @@ describe("statement limits", () => {
     expect(preview.statements.map((s) => s.rows)).toEqual([2, 1, 1])
     expect(preview.statements.every((s) => s.args.length === 1)).toBe(true)
   })
+
+  it("the VALUES form cuts where the estimate says, to the byte (a whole batch is measured while bound)", () => {
+    const t = Table.make("blobs", {
+      columns: Schema.Struct({ id: Schema.Number, body: Schema.String }),
+      conflict: Conflict.none
+    })
+    // Each row is estimated 4 + 24 (a number) + 100 × 3 + 4 (a string) = 332 bytes.
+    const input = [1, 2, 3, 4].map((id) => ({ id, body: "x".repeat(100) }))
+    for (const dialect of ["mysql", "sqlite"] as const) {
+      const shape = (limit: number) =>
+        Sql.preview(dialect, t, input, { maxStatementBytes: limit }).statements.map((s) => s.rows)
+      let fits = 1
+      while (shape(fits).length > 1) fits++
+      expect(shape(fits)).toEqual([4])
+      expect(shape(fits - 1)).toEqual([3, 1])
+      expect(shape(fits - 332)).toEqual([3, 1])
+      expect(shape(fits - 333)).toEqual([2, 2])
+      expect(shape(1)).toEqual([1, 1, 1, 1])
+    }
+  })
 })
 
 describe("values reach each driver in a form it takes", () => {

@@ -7,7 +7,7 @@ import * as Either from "effect/Either"
 import type * as Table from "../Table.js"
 import { RowEncodeError } from "./sqlErrors.js"
 import { type Internals, internals } from "./sqlTable.js"
-import { arrayLiterals, jsonReplacer, needsReplacer, split, toDriver } from "./sqlValues.js"
+import { arrayLiterals, estimateValue, jsonReplacer, needsReplacer, split, toDriver } from "./sqlValues.js"
 
 /** @internal */
 export type Dialect = "pg" | "mysql" | "sqlite"
@@ -351,16 +351,25 @@ export const plan = (
     }
   } else {
     const maxRows = Math.max(1, Math.floor(options.maxParams / t.columns))
-    const ends = Number.isFinite(maxBytes)
-      ? split(rows, columns, maxRows, maxBytes, fixedBytes)
-      : Array.from({ length: Math.ceil(rows.length / maxRows) }, (_, i) =>
-          Math.min((i + 1) * maxRows, rows.length)
-        )
-    let start = 0
-    for (const end of ends) {
-      const chunk = start === 0 && end === rows.length ? rows : rows.slice(start, end)
-      statements.push(valuesStatement(t, own, columns, chunk))
-      start = end
+    // The common case, a batch within the row limit: its values are bound and its bytes estimated in
+    // one pass; only a batch over the byte limit is measured again row by row by `split` (the same
+    // estimate: the partial sums only grow, so the whole fits exactly when `split` would not cut).
+    const measured = Number.isFinite(maxBytes)
+    const whole = rows.length <= maxRows ? valuesStatement(t, own, columns, rows, measured) : undefined
+    if (whole !== undefined && (rows.length === 1 || fixedBytes + whole.bytes <= maxBytes)) {
+      statements.push(whole.statement)
+    } else {
+      const ends = measured
+        ? split(rows, columns, maxRows, maxBytes, fixedBytes)
+        : Array.from({ length: Math.ceil(rows.length / maxRows) }, (_, i) =>
+            Math.min((i + 1) * maxRows, rows.length)
+          )
+      let start = 0
+      for (const end of ends) {
+        const chunk = start === 0 && end === rows.length ? rows : rows.slice(start, end)
+        statements.push(valuesStatement(t, own, columns, chunk, false).statement)
+        start = end
+      }
     }
   }
   return {
@@ -373,16 +382,46 @@ export const plan = (
 const jsonText = (own: Internals, rows: ReadonlyArray<unknown>): string =>
   needsReplacer(own.kinds) ? JSON.stringify(rows, jsonReplacer) : JSON.stringify(rows)
 
+/**
+ * One multi-row `VALUES` statement of `rows`; with `measure`, also their estimated bytes (as
+ * `split` estimates them: 4 per row plus each value's), 0 otherwise.
+ */
 const valuesStatement = (
   t: Template,
   own: Internals,
   columns: ReadonlyArray<string>,
-  rows: ReadonlyArray<unknown>
-): Statement => {
+  rows: ReadonlyArray<unknown>,
+  measure: boolean
+): { readonly statement: Statement; readonly bytes: number } => {
   const n = columns.length
   const params: Array<unknown> = new Array(rows.length * n)
   let p = 0
-  if (own.allPlain) {
+  let bytes = 0
+  if (measure) {
+    bytes = 4 * rows.length
+    if (own.allPlain) {
+      for (let r = 0; r < rows.length; r++) {
+        const row = rows[r] as Row
+        for (let c = 0; c < n; c++) {
+          const value = row[columns[c]!]
+          bytes += estimateValue(value)
+          params[p++] = value === undefined ? null : value
+        }
+      }
+    } else {
+      const dialect = t.dialect
+      const kinds = own.kinds
+      for (let r = 0; r < rows.length; r++) {
+        const row = rows[r] as Row
+        for (let c = 0; c < n; c++) {
+          const value = row[columns[c]!]
+          bytes += estimateValue(value)
+          params[p++] =
+            kinds[c] === "plain" ? (value === undefined ? null : value) : toDriver(dialect, value, kinds[c])
+        }
+      }
+    }
+  } else if (own.allPlain) {
     for (let r = 0; r < rows.length; r++) {
       const row = rows[r] as Row
       for (let c = 0; c < n; c++) {
@@ -402,7 +441,7 @@ const valuesStatement = (
       }
     }
   }
-  return { sql: valuesText(t, rows.length), params, rows: rows.length }
+  return { statement: { sql: valuesText(t, rows.length), params, rows: rows.length }, bytes }
 }
 
 // ---------------------------------------------------------------- fingerprint

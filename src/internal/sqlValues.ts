@@ -121,7 +121,8 @@ export function jsonReplacer(this: Record<string, unknown>, key: string, value: 
 export const needsReplacer = (kinds: ReadonlyArray<ColumnKind>): boolean =>
   kinds.some((k) => k === "bigint" || k === "other")
 
-const estimateValue = (value: unknown): number =>
+/** @internal */
+export const estimateValue = (value: unknown): number =>
   typeof value === "string"
     ? value.length * 3 + 4
     : value instanceof Uint8Array
