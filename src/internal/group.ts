@@ -37,6 +37,8 @@ export interface GroupKeys {
   readonly range: { readonly min: number | string; readonly max: number | string } | undefined
   /** Whether the keys strictly increase (only for a ranged group). */
   readonly increasing: boolean
+  /** The keys as a set, made the first time a comparison needs one (see ordering.ts). */
+  set: Set<unknown> | undefined
 }
 
 /**

@@ -94,14 +94,14 @@ const readKeys = (group: Group): GroupKeys => {
       else if ((key as number | string) > max) max = key as number | string
     }
   }
-  return { keys, range: ranged && kind !== undefined ? { min, max } : undefined, increasing }
+  return { keys, range: ranged && kind !== undefined ? { min, max } : undefined, increasing, set: undefined }
 }
 
 const sharesKey = (a: GroupKeys, b: GroupKeys): boolean => {
   if (a.keys.length === 0 || b.keys.length === 0) return false
   const ra = a.range
   const rb = b.range
-  if (ra === undefined || rb === undefined) return commonKey(a.keys, b.keys)
+  if (ra === undefined || rb === undefined) return commonKey(a, b, undefined, undefined)
   // All numbers against all strings: no key in common (keys keep their types apart).
   if (typeof ra.min !== typeof rb.min) return false
   // Strings compare as strings, so not Math.max / Math.min.
@@ -109,13 +109,14 @@ const sharesKey = (a: GroupKeys, b: GroupKeys): boolean => {
   if (rb.min > lo) lo = rb.min
   let hi = ra.max
   if (rb.max < hi) hi = rb.max
-  return lo <= hi && commonKey(within(a, lo, hi), within(b, lo, hi))
+  if (lo > hi) return false
+  if (a.increasing && b.increasing) return commonSorted(within(a, lo, hi), within(b, lo, hi))
+  return commonKey(a, b, lo, hi)
 }
 
-/** The keys of `g` in `[lo, hi]` (for a ranged group). */
-const within = (g: GroupKeys, lo: number | string, hi: number | string): ReadonlyArray<unknown> => {
+/** The keys of an increasing group in `[lo, hi]`, found by binary search. */
+const within = (g: GroupKeys, lo: number | string, hi: number | string): ReadonlyArray<number | string> => {
   const keys = g.keys as ReadonlyArray<number | string>
-  if (!g.increasing) return keys.filter((key) => key >= lo && key <= hi)
   let first = 0
   let last = keys.length
   while (first < last) {
@@ -128,9 +129,36 @@ const within = (g: GroupKeys, lo: number | string, hi: number | string): Readonl
   return keys.slice(first, end)
 }
 
-const commonKey = (a: ReadonlyArray<unknown>, b: ReadonlyArray<unknown>): boolean => {
-  if (a.length === 0 || b.length === 0) return false
-  const seen = new Set(a.length <= b.length ? a : b)
-  for (const key of a.length <= b.length ? b : a) if (seen.has(key)) return true
+/** Whether two increasing lists share a key: one merge pass. */
+const commonSorted = (a: ReadonlyArray<number | string>, b: ReadonlyArray<number | string>): boolean => {
+  let i = 0
+  let j = 0
+  while (i < a.length && j < b.length) {
+    if (a[i] === b[j]) return true
+    if (a[i]! < b[j]!) i++
+    else j++
+  }
+  return false
+}
+
+/**
+ * Whether two groups share a key (within `[lo, hi]` when given): the smaller group's keys looked up
+ * in the larger one's set, which is made once per group and kept for its later comparisons (a
+ * group taken while three others run is compared three times).
+ */
+const commonKey = (
+  a: GroupKeys,
+  b: GroupKeys,
+  lo: number | string | undefined,
+  hi: number | string | undefined
+): boolean => {
+  const small = a.keys.length <= b.keys.length ? a : b
+  const large = small === a ? b : a
+  if (large.set === undefined) large.set = new Set(large.keys)
+  const set = large.set
+  for (const key of small.keys) {
+    if (lo !== undefined && ((key as number | string) < lo || (key as number | string) > hi!)) continue
+    if (set.has(key)) return true
+  }
   return false
 }
