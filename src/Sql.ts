@@ -45,7 +45,11 @@ export type PgForm = "json" | "values" | "unnest"
  * @category models
  */
 export interface StatementOptions {
-  /** PostgreSQL only. Default `json`. */
+  /**
+   * PostgreSQL only. Default `unnest` (one array literal per column, the column types read from the
+   * catalog once per table; tables with array columns use `json`). `json`: one JSON parameter;
+   * `values`: a multi-row `VALUES` list.
+   */
   readonly pgForm?: PgForm | undefined
   /** Bind parameters per statement; default and maximum: the dialect's limit (see `limits`). */
   readonly maxParams?: number | undefined
@@ -157,7 +161,7 @@ export const preview = <A>(
  * @category preview
  */
 export const fingerprint = (dialect: Dialect, table: Table.Any, options?: StatementOptions): string =>
-  build.fingerprintOf(dialect, table, options?.pgForm ?? "json")
+  build.fingerprintOf(dialect, table, options?.pgForm ?? build.defaultPgForm)
 
 /**
  * The classification rule for SQL errors: PostgreSQL SQLSTATEs, MySQL/MariaDB errnos, SQLite result
