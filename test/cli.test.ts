@@ -484,8 +484,12 @@ describe("effect-batchflow bench", () => {
         [["--flush-interval", "soon"], "--flush-interval must be a duration > 0"],
         [["--conflict", "merge"], '--conflict must be one of none, ignore, replace, update (got "merge")'],
         [["--backend", "redis", "--conflict", "ignore"], "--conflict applies to the SQL backends"],
-        [["--backend", "pg", "--pg-form", "csv"], '--pg-form must be one of json, values, unnest (got "csv")'],
+        [
+          ["--backend", "pg", "--pg-form", "csv"],
+          '--pg-form must be one of json, values, unnest (got "csv")'
+        ],
         [["--backend", "mysql", "--pg-form", "unnest"], "--pg-form applies to --backend pg, not to mysql"],
+        [["--backend", "pg", "--sqlite-direct"], "--sqlite-direct applies to --backend sqlite, not to pg"],
         [
           ["--backend", "pg", "--url", "mysql://root@127.0.0.1/test"],
           "--url for pg must start with postgres://"
@@ -572,6 +576,7 @@ const noFlags: Flags = {
   buffer: "10000",
   conflict: Option.none(),
   pgForm: Option.none(),
+  sqliteDirect: false,
   url: Option.none(),
   runs: "1",
   warmup: Option.none(),

@@ -144,6 +144,11 @@ const flags = {
       `The bench's own table (SQL; dropped and recreated before every run, dropped at the end unless --keep), or key prefix (Redis; keys <prefix>:<id>). Default ${defaults.tablePrefix}_<user>_<pid> (Redis ${defaults.redisPrefix}_<user>_<pid>): the OS user and the process id, so that two benches on one server never touch each other's table. Never name a table of your own.`
     )
   ),
+  sqliteDirect: Options.boolean("sqlite-direct").pipe(
+    Options.withDescription(
+      "SQLite: the flow writes through better-sqlite3 directly (Sqlite option direct: true) instead of through the SqliteClient's statements."
+    )
+  ),
   keep: Options.boolean("keep").pipe(
     Options.withDescription("Keep the table, keys or SQLite file after the bench (default: removed).")
   ),
@@ -178,6 +183,7 @@ export interface Flags {
   readonly buffer: string
   readonly conflict: Option.Option<string>
   readonly pgForm: Option.Option<string>
+  readonly sqliteDirect: boolean
   readonly url: Option.Option<string>
   readonly runs: string
   readonly warmup: Option.Option<string>
@@ -299,6 +305,9 @@ export const toSpec = (flags: Flags): Effect.Effect<BenchSpec, ReadonlyArray<str
     if (pgFormText !== undefined && backend !== undefined && backend !== "pg") {
       problems.push(`--pg-form applies to --backend pg, not to ${backend}`)
     }
+    if (flags.sqliteDirect && backend !== undefined && backend !== "sqlite") {
+      problems.push(`--sqlite-direct applies to --backend sqlite, not to ${backend}`)
+    }
     if (conflictText !== undefined && (backend === "redis" || backend === "noop")) {
       problems.push(`--conflict applies to the SQL backends (sqlite, pg, mysql), not to ${backend}`)
     }
@@ -370,6 +379,7 @@ export const toSpec = (flags: Flags): Effect.Effect<BenchSpec, ReadonlyArray<str
       bufferSize,
       conflict,
       pgForm,
+      sqliteDirect: flags.sqliteDirect,
       url,
       runs,
       warmup: Math.min(warmup, rows),

@@ -130,7 +130,7 @@ export const make: MakeHarness = (spec) =>
         createdAtText: `"created_at"`
       },
       client,
-      flowLayer: Sqlite.layer(flowOptions(spec)),
+      flowLayer: Sqlite.layer({ ...flowOptions(spec), direct: spec.sqliteDirect }),
       baselines: [rawBaseline(spec, db)]
     })
   })

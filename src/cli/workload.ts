@@ -121,6 +121,8 @@ export interface BenchSpec {
   readonly conflict: ConflictName
   /** PostgreSQL only: the statement form (`undefined`: the library's default). */
   readonly pgForm: PgFormName | undefined
+  /** SQLite only: the flow writes through better-sqlite3 directly (`Sqlite` option `direct`). */
+  readonly sqliteDirect: boolean
   /** Connection URL (SQLite: a file path), or `undefined` for the default. */
   readonly url: string | undefined
   /** Measured runs per variant. */
