@@ -102,7 +102,7 @@ export type Backend =
  */
 export type PostgresBackend = {
   readonly type: "postgres"
-  /** `json` (default), `values` or `unnest`: see `effect-batchflow/Postgres`. */
+  /** `unnest` (default), `json` or `values`: see `effect-batchflow/Postgres`. */
   readonly pgForm?: "json" | "values" | "unnest" | undefined
   readonly maxParams?: number | undefined
   readonly maxStatementBytes?: number | undefined
