@@ -18,10 +18,11 @@
  *   npx esbuild bench/promise-w0.ts --bundle --platform=node --format=esm --packages=external \
  *     --outfile=node_modules/.cache/promise-w0.mjs && node node_modules/.cache/promise-w0.mjs --runs 11
  *
- * Measured that way (effect 3.22.4, Node 20, a shared 2-core machine, 11 rounds): Effect submit
- * 0.356 µs/row (0.320–0.622), Promise submit 0.420 (0.355–0.632), ratio 1.15× (0.83–1.48). Before
- * the facade ran the flow's fibers on an event-loop scheduler (see src/internal/promise/flow.ts),
- * 2.07× (1.85–2.33).
+ * Measured that way (effect 3.22.4, Node 20, a shared 2-core machine, 11 rounds, 2026-12-06):
+ * Effect submit 0.406 µs/row (0.298–0.879), Promise submit 0.488 (0.287–0.588), ratio 1.13×
+ * (0.67–1.36). A first facade measured 2.07× (1.85–2.33): every idle worker woken by a batch's first
+ * row armed its own interval timer; one worker keeps the interval since (engine.ts `nextStep`), which
+ * also made the event-loop scheduler the facade then used unnecessary (with it: 1.27–1.35×).
  */
 import { Effect, Layer } from "effect"
 import { BatchExecutor, BatchFlow } from "effect-batchflow"

@@ -189,7 +189,8 @@ export const make = (
       awaitDone: engine.awaitDone,
       isDone: engine.isDone,
       failures: engine.failures,
-      stats: engine.stats
+      stats: engine.stats,
+      ...internal.offerNowEntry(engine)
     }
   })
 

@@ -199,7 +199,7 @@ export class Engine {
    * `unsafeOffer` and `trySubmit`: validates the row and accepts it if there is room now (the new
    * buffer size), or says why not; never waits. Counts nothing.
    */
-  private acceptNow(target: Target.Any, row: unknown): number | "closed" | "full" | InvalidRow {
+  acceptNow(target: Target.Any, row: unknown): number | "closed" | "full" | InvalidRow {
     const invalid = target.validate(row)
     if (invalid !== undefined) return invalid
     if (this.closing) return "closed"
@@ -982,6 +982,32 @@ export class Engine {
     droppedDeadLetters: this.droppedDeadLetters,
     droppedOnFailure: this.droppedOnFailure
   }))
+}
+
+/**
+ * The key under which a flow made by `BatchFlow.make` carries the engine's `acceptNow`, for the
+ * Promise facade (`offerNow`); not part of the public service.
+ */
+const OfferNow: unique symbol = Symbol.for("effect-batchflow/internal/OfferNow")
+
+/** @internal The `OfferNow` entry of a flow's service object. */
+export const offerNowEntry = (engine: Engine) => ({
+  [OfferNow]: (target: Target.Any, row: unknown) => engine.acceptNow(target, row)
+})
+
+/**
+ * @internal For the Promise facade: accepts the row at once if the flow has room (the new buffer
+ * size), or says why not, counting nothing; `undefined` for a flow not made by `BatchFlow.make`.
+ */
+export const offerNow = (
+  flow: object,
+  target: Target.Any,
+  row: unknown
+): number | "closed" | "full" | InvalidRow | undefined => {
+  const offer = (
+    flow as { [OfferNow]?: (target: Target.Any, row: unknown) => ReturnType<Engine["acceptNow"]> }
+  )[OfferNow]
+  return offer === undefined ? undefined : offer(target, row)
 }
 
 /** `flow.submit(target, row)`: the engine's `offer`, run when the effect is (see inline.ts). */

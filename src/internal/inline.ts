@@ -35,24 +35,8 @@ export abstract class Inline<E> extends Effectable.Class<void, E> {
     return Effect.suspend(() => this.now())
   }
 
-  /** Does the synchronous part now; returns the rest, `undefined` when nothing is left. */
-  start(): Effect.Effect<void, E> | undefined {
-    const rest = this.now()
-    return rest === Effect.void ? undefined : rest
-  }
-
   override [Symbol.iterator](): Iterator<YieldWrap<Effect.Effect<void, E>>, void> {
     const rest = this.now()
     return rest === Effect.void ? done : (new SingleShotGen(new YieldWrap(rest)) as never)
   }
 }
-
-/**
- * For callers outside Effect (the Promise facade): does the synchronous part of `effect` now when it
- * is an `Inline`, and returns what is left to run (`undefined`: nothing); any other effect is
- * returned as it is, to be run.
- *
- * @internal
- */
-export const startNow = <E>(effect: Effect.Effect<void, E>): Effect.Effect<void, E> | undefined =>
-  effect instanceof Inline ? effect.start() : effect

@@ -3,11 +3,11 @@
  * to run the flow's effects, and a reader of the `failures` stream that calls the `onFailure`
  * callbacks.
  *
- * `submit` costs no Effect run when the buffer has room: the flow's `submit` does its work at once
- * (`startNow`, see inline.ts) and the call returns a promise that is already resolved. Only what is
- * left of a submit that finds the buffer full (or a target's retry backlog) runs through the
- * runtime, to wait for room as an Effect submitter would, with the same `submitTimeout`; nothing is
- * counted as rejected unless it is.
+ * `submit` costs no Effect run when the buffer has room: the row is accepted at once (`offerNow`, the
+ * engine's `acceptNow`, which counts nothing) and the call returns a promise that is already
+ * resolved. A submit that finds the buffer full (or a target's retry backlog), an invalid row or a
+ * closed flow runs the flow's `submit` through the runtime: it waits for room as an Effect submitter
+ * would, with the same `submitTimeout`, and only a real rejection is counted.
  */
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
@@ -17,14 +17,13 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Runtime from "effect/Runtime"
-import * as Scheduler from "effect/Scheduler"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as BatchFlow from "../../BatchFlow.js"
 import { type BatchFailure, BatchFlowClosed } from "../../BatchFlowError.js"
 import type { FailureCallback, Flow } from "../../promise.js"
 import type * as Target from "../../Target.js"
-import { startNow } from "../inline.js"
+import { offerNow } from "../engine.js"
 import type { FlowLayer } from "./backends.js"
 
 /**
@@ -86,10 +85,10 @@ class PromiseFlow implements Flow {
 
   submit<A>(target: Target.Target<A>, row: A): Promise<void> {
     if (this.closing) return Promise.reject(this.closedError(target))
-    // The flow's submit does its work now when there is room (see inline.ts): only what is left (a
-    // wait for room, a rejection) runs as an Effect.
-    const rest = startNow(this.flow.submit(target, row))
-    return rest === undefined ? resolved : this.run(rest)
+    // Accepted at once when there is room, counting nothing; otherwise the flow's own submit runs
+    // (it waits for room, or rejects and counts the rejection as an Effect caller's would).
+    if (typeof offerNow(this.flow, target, row) === "number") return resolved
+    return this.run(this.flow.submit(target, row))
   }
 
   trySubmit<A>(target: Target.Target<A>, row: A): Promise<boolean> {
@@ -183,17 +182,6 @@ class PromiseFlow implements Flow {
 }
 
 /**
- * The scheduler of the flow's fibers (the engine's workers and every run of the facade): a batch of
- * fiber resumptions per turn of the event loop (`setImmediate`), not per microtask as Effect's
- * default scheduler does. Code that awaits each `submit` runs from microtask to microtask: with the
- * default scheduler the idle workers woke at the first row of every batch, found one row, and each
- * armed the flush-interval timer, four timer races per batch that doubled the CPU per row (measured
- * with bench/promise-w0.ts). On this one, rows submitted in one turn of the event loop reach the
- * workers together, as rows submitted by an Effect fiber (which yields every 2,048 operations) do.
- */
-const scheduler: Scheduler.Scheduler = Scheduler.makeBatched((runBatch) => setImmediate(runBatch))
-
-/**
  * Builds the flow's layer in a new scope (closed again if building fails) and wraps the flow.
  * Rejects with the error that failed the layer (`BatchFlowConfigError`, a connection error).
  *
@@ -208,7 +196,7 @@ export const make = async (layer: FlowLayer): Promise<Flow> => {
       )
       const runtime = yield* Effect.runtime<never>()
       return new PromiseFlow(Context.get(context, BatchFlow.BatchFlow), scope, runtime)
-    }).pipe(Effect.withScheduler(scheduler))
+    })
   )
   if (exit._tag === "Failure") throw errorOf(exit.cause)
   return exit.value
