@@ -12,7 +12,7 @@
  * into the same process, so old and new run interleaved on the same `effect` instance.
  *
  * Each build is compiled with esbuild (as users run it, without tsx's `keepNames`) and loaded from
- * node_modules/.cache. SQLite also runs the executor's `direct` path (the after build only).
+ * node_modules/.cache. SQLite and MySQL also run the executor's `direct` path (the after build only).
  *
  *   npx tsx bench/sql-exec.ts [--backend all|pg|mysql|sqlite] [--rounds 6] [--batches 100] [--before /tmp/x/src] [--only <name part>]
  */
@@ -293,7 +293,12 @@ const runBackend = async (backend: "pg" | "mysql" | "sqlite", builds: ReadonlyAr
               : [["unnest", build.Postgres.makeExecutor({ pgForm: "unnest" as never })] as const])
           ]
         : backend === "mysql"
-          ? [["", build.Mysql.makeExecutor()]]
+          ? [
+              ["", build.Mysql.makeExecutor()],
+              ...(build.label === "before"
+                ? []
+                : [["direct", build.Mysql.makeExecutor({ direct: true } as never)] as const])
+            ]
           : [
               ["", build.Sqlite.makeExecutor()],
               ...(build.label === "before"

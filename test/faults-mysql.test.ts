@@ -3,3 +3,4 @@ import { startMariaDb } from "./fault/servers.js"
 import { sqlFaults } from "./faults-sql.js"
 
 sqlFaults("mysql", startMariaDb)
+sqlFaults("mysql", startMariaDb, true)

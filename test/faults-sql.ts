@@ -20,8 +20,13 @@ import type { PrivateMariaDb, PrivatePostgres } from "./fault/servers.js"
 
 const retry = { maxAttempts: 10, backoffBase: "50 millis", maxBackoff: "500 millis" } as const
 
-export const sqlFaults = (dialect: "pg" | "mysql", start: () => Promise<PrivatePostgres | PrivateMariaDb>) =>
-  describe.sequential(`${dialect}: truthful outcomes under faults`, () => {
+export const sqlFaults = (
+  dialect: "pg" | "mysql",
+  start: () => Promise<PrivatePostgres | PrivateMariaDb>,
+  /** MySQL: the executor's direct path (`Mysql` option `direct: true`). */
+  direct = false
+) =>
+  describe.sequential(`${dialect}${direct ? " direct" : ""}: truthful outcomes under faults`, () => {
     let target: Server
     let proxy: FaultProxy
 
@@ -37,8 +42,10 @@ export const sqlFaults = (dialect: "pg" | "mysql", start: () => Promise<PrivateP
 
     const check = async (name: string, scenario: Scenario, closeTimeoutMillis: number) => {
       proxy.pass()
-      const outcome = await runScenario(target, proxy, scenario)
-      console.log(summary(`${dialect} ${name}`, outcome))
+      // The scenario's flow options go to `Mysql.layer`, which takes the statement option `direct` too.
+      const flow = direct ? ({ ...scenario.flow, direct: true } as Scenario["flow"]) : scenario.flow
+      const outcome = await runScenario(target, proxy, { ...scenario, flow })
+      console.log(summary(`${dialect}${direct ? " direct" : ""} ${name}`, outcome))
       expect(problems(outcome, scenario.rows, closeTimeoutMillis)).toEqual([])
       return outcome
     }

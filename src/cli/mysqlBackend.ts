@@ -86,7 +86,7 @@ export const make: MakeHarness = (spec) =>
         createdAtText: "DATE_FORMAT(`created_at`, '%Y-%m-%d %H:%i:%s')"
       },
       client,
-      flowLayer: Mysql.layer(flowOptions(spec)),
+      flowLayer: Mysql.layer({ ...flowOptions(spec), direct: spec.mysqlDirect }),
       baselines: [rawBaseline(spec, pool)]
     })
   })

@@ -123,6 +123,8 @@ export interface BenchSpec {
   readonly pgForm: PgFormName | undefined
   /** SQLite only: the flow writes through better-sqlite3 directly (`Sqlite` option `direct`). */
   readonly sqliteDirect: boolean
+  /** MySQL/MariaDB only: the flow writes on the mysql2 pool's connections directly (`Mysql` option `direct`). */
+  readonly mysqlDirect: boolean
   /** Connection URL (SQLite: a file path), or `undefined` for the default. */
   readonly url: string | undefined
   /** Measured runs per variant. */

@@ -18,6 +18,7 @@ import type { BatchFlowConfigError } from "../BatchFlowError.js"
 import * as Conflict from "../Conflict.js"
 import { dedupeRowsIn, dedupeRowsOut } from "../Sql.js"
 import * as Table from "../Table.js"
+import * as MysqlDirect from "./mysqlDirect.js"
 import { reportOperation } from "./observer.js"
 import {
   buildOptions,
@@ -86,6 +87,21 @@ interface Runner {
   readonly oneTrip: (statement: Statement) => ((deadlineMillis: number) => string) | undefined
 }
 
+/** What the MySQL runner knows of its server, once detected (for the direct path, mysqlDirect.ts). */
+interface MysqlServer {
+  readonly prepared: boolean
+  readonly mariadb: boolean
+}
+
+interface MysqlRunner extends Runner {
+  /** The server's modes and kind; `undefined` until the first statement detected them. */
+  readonly server: () => MysqlServer | undefined
+  /** The query that reads them, and what its rows say (noted for the next statements). */
+  readonly detect: MysqlDirect.Detect<MysqlServer>
+  /** The statement's text as sent: on MariaDB with what is left of the deadline. */
+  readonly textOf: (server: MysqlServer, statement: Statement, deadlineMillis: number) => string
+}
+
 /** Milliseconds left before `deadline` (an absolute `Date.now()` instant), at least 1; Infinity when none. */
 const remaining = (deadline: number): number =>
   Number.isFinite(deadline) ? Math.max(1, Math.floor(deadline - Date.now())) : Number.POSITIVE_INFINITY
@@ -145,10 +161,18 @@ const pgLiteral = (text: string): string => {
  * such limit for writes (`MAX_EXECUTION_TIME` is for SELECT only): there the engine's own deadline is
  * all there is, and an attempt it abandons has an unknown outcome.
  */
-const mysqlRunner = (sql: SqlClient.SqlClient): Runner => {
-  let server: { readonly prepared: boolean; readonly mariadb: boolean } | undefined
+const mysqlRunner = (sql: SqlClient.SqlClient): MysqlRunner => {
+  let server: MysqlServer | undefined
   const query = "SELECT @@GLOBAL.sql_mode AS g, @@SESSION.sql_mode AS s, VERSION() AS v"
   type ServerRow = { readonly g: string | null; readonly s: string | null; readonly v: string | null }
+  const note = (rows: ReadonlyArray<ServerRow>): MysqlServer => {
+    const modes = `${rows[0]?.g ?? ""},${rows[0]?.s ?? ""}`
+    server = {
+      prepared: modes.includes("NO_BACKSLASH_ESCAPES"),
+      mariadb: (rows[0]?.v ?? "").includes("MariaDB")
+    }
+    return server
+  }
   // On the statement's own connection when it has one: with a pool of one, asking the pool for
   // another while holding it would wait for ever.
   const detect = (conn: Connection | undefined) =>
@@ -156,25 +180,21 @@ const mysqlRunner = (sql: SqlClient.SqlClient): Runner => {
       conn === undefined
         ? sql.unsafe<ServerRow>(query)
         : (conn.executeUnprepared(query, [], undefined) as Effect.Effect<ReadonlyArray<ServerRow>, SqlError>),
-      (rows) => {
-        const modes = `${rows[0]?.g ?? ""},${rows[0]?.s ?? ""}`
-        server = {
-          prepared: modes.includes("NO_BACKSLASH_ESCAPES"),
-          mariadb: (rows[0]?.v ?? "").includes("MariaDB")
-        }
-        return server
-      }
+      note
     )
+  const textOf = (known: MysqlServer, statement: Statement, deadline: number): string => {
+    const ms = known.mariadb ? remaining(deadline) : Number.POSITIVE_INFINITY
+    return Number.isFinite(ms)
+      ? `SET STATEMENT max_statement_time=${(ms / 1000).toFixed(3)} FOR ${statement.sql}`
+      : statement.sql
+  }
   const runOn = (
-    known: NonNullable<typeof server>,
+    known: MysqlServer,
     statement: Statement,
     deadline: number,
     conn: Connection | undefined
   ): Effect.Effect<unknown, SqlError> => {
-    const ms = known.mariadb ? remaining(deadline) : Number.POSITIVE_INFINITY
-    const text = Number.isFinite(ms)
-      ? `SET STATEMENT max_statement_time=${(ms / 1000).toFixed(3)} FOR ${statement.sql}`
-      : statement.sql
+    const text = textOf(known, statement, deadline)
     if (conn !== undefined) {
       return known.prepared
         ? conn.executeRaw(text, statement.params)
@@ -191,7 +211,10 @@ const mysqlRunner = (sql: SqlClient.SqlClient): Runner => {
     deadlineNeedsTransaction: false,
     reserveSingle: true,
     begin: () => "BEGIN",
-    oneTrip: () => undefined
+    oneTrip: () => undefined,
+    server: () => server,
+    detect: { sql: query, read: (rows) => note(rows as ReadonlyArray<ServerRow>) },
+    textOf
   }
 }
 
@@ -451,6 +474,26 @@ const directWrite = (
   })
 
 /**
+ * MySQL's direct path: the batch on a connection of the client's pool (mysqlDirect.ts), with the
+ * statement texts the client path sends. The server's modes and kind are read first, on the batch's
+ * connection, if no statement has read them yet (as the client path does).
+ */
+const mysqlDirectWrite = (
+  pool: MysqlDirect.RawPool,
+  runner: MysqlRunner,
+  statements: ReadonlyArray<Statement>,
+  deadline: number
+): Effect.Effect<void, SqlError> =>
+  Effect.suspend(() =>
+    MysqlDirect.run(pool, runner.server(), runner.detect, (server) =>
+      statements.map((statement) => ({
+        text: () => runner.textOf(server, statement, deadline),
+        params: statement.params
+      }))
+    )
+  )
+
+/**
  * Builds the executor for the client in context. `expected` restricts the dialect (for the
  * per-database layers).
  *
@@ -467,8 +510,8 @@ export const make = (
       return yield* new UnsupportedDialect({ dialect, expected: expected ?? "pg, mysql or sqlite" })
     }
     const opts = buildOptions(dialect, options)
-    const runner =
-      dialect === "mysql" ? mysqlRunner(sql) : dialect === "pg" ? pgRunner(sql) : sqliteRunner(sql)
+    const mysql = dialect === "mysql" ? mysqlRunner(sql) : undefined
+    const runner = mysql ?? (dialect === "pg" ? pgRunner(sql) : sqliteRunner(sql))
     const counters = new Map<string, readonly [typeof dedupeRowsIn, typeof dedupeRowsOut]>()
     const countersOf = (table: string) => {
       let found = counters.get(table)
@@ -491,6 +534,18 @@ export const make = (
       } else {
         yield* Effect.logWarning(
           `effect-batchflow: the SQLite direct path is not available (${found.reason}); writing through the client`
+        )
+      }
+    }
+    // MySQL/MariaDB with `direct`: each batch on a connection of the client's mysql2 pool (mysqlDirect.ts).
+    let pool: MysqlDirect.RawPool | undefined
+    if (mysql !== undefined && options.direct === true) {
+      const found = yield* MysqlDirect.poolOf(sql)
+      if (found._tag === "Found") {
+        pool = found.pool
+      } else {
+        yield* Effect.logWarning(
+          `effect-batchflow: the MySQL direct path is not available (${found.reason}); writing through the client`
         )
       }
     }
@@ -567,7 +622,11 @@ export const make = (
                 )
               : Effect.suspend(() => Effect.asVoid(runner.run(statements[0]!, deadline, undefined)))
       const write = Effect.mapError(
-        direct === undefined ? throughClient() : directWrite(direct, statements, throughClient),
+        direct !== undefined
+          ? directWrite(direct, statements, throughClient)
+          : pool !== undefined
+            ? mysqlDirectWrite(pool, mysql!, statements, deadline)
+            : throughClient(),
         (error) => {
           const described = describeSqlError(
             error,
