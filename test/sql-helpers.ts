@@ -78,6 +78,27 @@ export const backends: ReadonlyArray<Backend> = [
   }
 ]
 
+/** Every backend, and SQLite and MySQL again on their executors' direct paths (`direct: true`). */
+export const allBackends: ReadonlyArray<Backend & { readonly name: string }> = [
+  ...backends.map((backend) => ({ ...backend, name: backend.dialect })),
+  ...backends
+    .filter((backend) => backend.dialect === "sqlite")
+    .map((backend) => ({
+      ...backend,
+      name: "sqlite direct",
+      flow: (options?: Sqlite.Options) => Sqlite.layer({ ...options, direct: true }),
+      executor: (options?: Sqlite.StatementOptions) => Sqlite.makeExecutor({ ...options, direct: true })
+    })),
+  ...backends
+    .filter((backend) => backend.dialect === "mysql")
+    .map((backend) => ({
+      ...backend,
+      name: "mysql direct",
+      flow: (options?: Mysql.Options) => Mysql.layer({ ...options, direct: true }),
+      executor: (options?: Mysql.StatementOptions) => Mysql.makeExecutor({ ...options, direct: true })
+    }))
+]
+
 export interface FlowRun<A> {
   readonly result: A
   readonly failures: ReadonlyArray<BatchFlowError.BatchFailure>

@@ -11,33 +11,10 @@ import { SqlError } from "@effect/sql/SqlError"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 import * as Conflict from "effect-batchflow/Conflict"
-import * as Mysql from "effect-batchflow/Mysql"
 import * as Sql from "effect-batchflow/Sql"
-import * as Sqlite from "effect-batchflow/Sqlite"
 import * as Table from "effect-batchflow/Table"
 import { checkNumeric, mysqlNumericColumn, pgNumericColumn } from "../src/internal/sqlValues.js"
-import { type Backend, backends, count, num, recreate, runFlow, selectAll } from "./sql-helpers.js"
-
-/** Every backend, and SQLite and MySQL again on the executor's direct path (`direct: true`). */
-const allBackends: ReadonlyArray<Backend & { readonly name: string }> = [
-  ...backends.map((backend) => ({ ...backend, name: backend.dialect })),
-  ...backends
-    .filter((backend) => backend.dialect === "sqlite")
-    .map((backend) => ({
-      ...backend,
-      name: "sqlite direct",
-      flow: (options?: Sqlite.Options) => Sqlite.layer({ ...options, direct: true }),
-      executor: (options?: Sqlite.StatementOptions) => Sqlite.makeExecutor({ ...options, direct: true })
-    })),
-  ...backends
-    .filter((backend) => backend.dialect === "mysql")
-    .map((backend) => ({
-      ...backend,
-      name: "mysql direct",
-      flow: (options?: Mysql.Options) => Mysql.layer({ ...options, direct: true }),
-      executor: (options?: Mysql.StatementOptions) => Mysql.makeExecutor({ ...options, direct: true })
-    }))
-]
+import { allBackends, backends, count, num, recreate, runFlow, selectAll } from "./sql-helpers.js"
 
 const Measures = Schema.Struct({ id: Schema.Number, n: Schema.Number, price: Schema.Number })
 

@@ -4,31 +4,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Schema } from "effect"
-import * as Mysql from "effect-batchflow/Mysql"
-import * as Sqlite from "effect-batchflow/Sqlite"
 import * as Table from "effect-batchflow/Table"
-import { type Backend, backends, num, recreate, runFlow, selectAll } from "./sql-helpers.js"
-
-/** Every backend, and SQLite and MySQL again on the executor's direct path (`direct: true`). */
-const allBackends: ReadonlyArray<Backend & { readonly name: string }> = [
-  ...backends.map((backend) => ({ ...backend, name: backend.dialect })),
-  ...backends
-    .filter((backend) => backend.dialect === "sqlite")
-    .map((backend) => ({
-      ...backend,
-      name: "sqlite direct",
-      flow: (options?: Sqlite.Options) => Sqlite.layer({ ...options, direct: true }),
-      executor: (options?: Sqlite.StatementOptions) => Sqlite.makeExecutor({ ...options, direct: true })
-    })),
-  ...backends
-    .filter((backend) => backend.dialect === "mysql")
-    .map((backend) => ({
-      ...backend,
-      name: "mysql direct",
-      flow: (options?: Mysql.Options) => Mysql.layer({ ...options, direct: true }),
-      executor: (options?: Mysql.StatementOptions) => Mysql.makeExecutor({ ...options, direct: true })
-    }))
-]
+import { allBackends, num, recreate, runFlow, selectAll } from "./sql-helpers.js"
 
 for (const backend of allBackends) {
   describe(`${backend.name}: rows are frozen at submit`, () => {

@@ -9,10 +9,9 @@ import { Effect, Exit, Schema } from "effect"
 import * as Conflict from "effect-batchflow/Conflict"
 import * as Mysql from "effect-batchflow/Mysql"
 import * as Sql from "effect-batchflow/Sql"
-import * as Sqlite from "effect-batchflow/Sqlite"
 import * as Table from "effect-batchflow/Table"
 import {
-  type Backend,
+  allBackends,
   backends,
   count,
   mysqlClient,
@@ -21,19 +20,6 @@ import {
   runFlow,
   selectAll
 } from "./sql-helpers.js"
-
-/** Every backend, and SQLite again on the executor's direct path (`direct: true`). */
-const allBackends: ReadonlyArray<Backend & { readonly name: string }> = [
-  ...backends.map((backend) => ({ ...backend, name: backend.dialect })),
-  ...backends
-    .filter((backend) => backend.dialect === "sqlite")
-    .map((backend) => ({
-      ...backend,
-      name: "sqlite direct",
-      flow: (options?: Sqlite.Options) => Sqlite.layer({ ...options, direct: true }),
-      executor: (options?: Sqlite.StatementOptions) => Sqlite.makeExecutor({ ...options, direct: true })
-    }))
-]
 
 const hostile: ReadonlyArray<string> = [
   "'; DROP TABLE sql_values_hostile; --",
