@@ -147,7 +147,7 @@ export class Attempts {
           last !== undefined && last.error === failure.value
             ? last.classification
             : this.classifyFor(target, part, failure.value)
-        const final = !classification.retryable || part.attempts >= this.config.retry.maxAttempts
+        const final = this.isFinal(part, classification)
         // A part an earlier attempt may have written ends as unknown_outcome, whatever ended it last
         // (unless it is a row-level error, which isolates the bad rows first).
         if (final && part.maybeWritten && classification.rowLevel !== true)
@@ -166,9 +166,7 @@ export class Attempts {
     // Most calls succeed at once: the schedule's driver is only built after a first failure, which
     // it is then given as its first input (so the backoff and the limits count it), without a rerun.
     const withRetry = Effect.catchAll(classified, (first) => {
-      if (!first.classification.retryable || part.attempts >= this.config.retry.maxAttempts) {
-        return Effect.fail(first)
-      }
+      if (this.isFinal(part, first.classification)) return Effect.fail(first)
       let pending: Classified | undefined = first
       const again = Effect.suspend(() => {
         if (pending === undefined) return classified
@@ -183,6 +181,11 @@ export class Attempts {
       onFailure: (cause) =>
         Effect.zipRight(this.executed(target, part, Exit.failCause(cause)), Effect.failCause(cause))
     })
+  }
+
+  /** Whether a failed attempt is the part's last: not retryable, or no attempt left. */
+  private isFinal(part: Part, classification: Retry.Classification): boolean {
+    return !classification.retryable || part.attempts >= this.config.retry.maxAttempts
   }
 
   private attemptOutcome(

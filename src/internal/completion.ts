@@ -27,6 +27,17 @@ export class Completion<A = void, E = never> {
     for (const resume of waiters) resume(exit)
   }
 
+  /** Adds a waiter (the completion is not done yet); returns what removes it again. */
+  private wait(resume: (exit: Exit.Exit<A, E>) => void): () => void {
+    this.waiters ??= []
+    const waiters = this.waiters
+    waiters.push(resume)
+    return () => {
+      const at = waiters.indexOf(resume)
+      if (at >= 0) waiters.splice(at, 1)
+    }
+  }
+
   /**
    * Waits for the completion, at most `millis` (a plain timer: only under Effect's live clock).
    * Succeeds either way; interruptible.
@@ -34,22 +45,14 @@ export class Completion<A = void, E = never> {
   awaitAtMost(millis: number): Effect.Effect<void> {
     return Effect.async<void>((resume) => {
       if (this.exit !== undefined) return resume(Effect.void)
-      this.waiters ??= []
-      const waiters = this.waiters
-      let timer: ReturnType<typeof setTimeout> | undefined
-      const done = () => {
+      const remove = this.wait(() => {
         clearTimeout(timer)
         resume(Effect.void)
-      }
-      const remove = () => {
-        const at = waiters.indexOf(done)
-        if (at >= 0) waiters.splice(at, 1)
-      }
-      timer = setTimeout(() => {
+      })
+      const timer = setTimeout(() => {
         remove()
         resume(Effect.void)
       }, millis)
-      waiters.push(done)
       return Effect.sync(() => {
         clearTimeout(timer)
         remove()
@@ -64,13 +67,7 @@ export class Completion<A = void, E = never> {
         ? this.exit
         : Effect.async<A, E>((resume) => {
             if (this.exit !== undefined) return resume(this.exit)
-            this.waiters ??= []
-            const waiters = this.waiters
-            waiters.push(resume)
-            return Effect.sync(() => {
-              const at = waiters.indexOf(resume)
-              if (at >= 0) waiters.splice(at, 1)
-            })
+            return Effect.sync(this.wait(resume))
           })
     )
   }

@@ -188,10 +188,10 @@ export class Engine {
    * Throws the `InvalidRow` of a row that fails validation.
    */
   unsafeOffer<A>(target: Target.Target<A>, row: A): boolean {
-    const now = this.acceptNow(target, row)
-    if (typeof now === "number") return true
-    if (typeof now !== "string") throw this.invalidError(now)
-    this.observer.submitRejected(target.name, now)
+    const result = this.acceptNow(target, row)
+    if (typeof result === "number") return true
+    if (typeof result !== "string") throw this.invalidError(result)
+    this.observer.submitRejected(target.name, result)
     return false
   }
 
@@ -300,10 +300,9 @@ export class Engine {
   ): Effect.Effect<void, BatchFlowClosed | BufferFull> {
     if (this.closing) return this.rejectClosed(target)
     if (!this.hasRoom(target)) {
-      const full = this.backlogFull(target)
       const since = waitingSince ?? this.clock.unsafeCurrentTimeMillis()
       return Effect.zipRight(
-        this.waitForRoom(target, full ? this.awaitBacklog(target) : this.awaitSpace(), since, 0),
+        this.waitForRoom(target, since, 0),
         Effect.suspend(() => this.enqueue(target, row, ack, span, since))
       )
     }
@@ -333,27 +332,24 @@ export class Engine {
    */
   trySubmit<A>(target: Target.Target<A>, row: A): Effect.Effect<boolean, InvalidRow | BatchFlowClosed> {
     return Effect.suspend((): Effect.Effect<boolean, InvalidRow | BatchFlowClosed> => {
-      const now = this.acceptNow(target, row)
-      if (typeof now === "number") return Effect.as(this.afterAccept(now), true)
-      if (now === "closed") return this.rejectClosed(target)
-      if (now === "full") {
+      const result = this.acceptNow(target, row)
+      if (typeof result === "number") return Effect.as(this.afterAccept(result), true)
+      if (result === "closed") return this.rejectClosed(target)
+      if (result === "full") {
         this.observer.submitRejected(target.name, "full")
         return Effect.succeed(false)
       }
-      return this.rejectInvalid(now)
+      return this.rejectInvalid(result)
     })
   }
 
   /**
-   * Waits for room (`wait`), for at most `submitTimeout` since the call first found none; past it,
-   * fails with `BufferFull` (the wait is interrupted: nothing is enqueued).
+   * Waits for room: in the target's retry backlog when that is full, else in the buffer; for at
+   * most `submitTimeout` since the call first found none. Past it, fails with `BufferFull` (the wait
+   * is interrupted: nothing is enqueued). `accepted`: rows of the call accepted before.
    */
-  private waitForRoom(
-    target: Target.Any,
-    wait: Effect.Effect<void>,
-    since: number,
-    accepted: number
-  ): Effect.Effect<void, BufferFull> {
+  private waitForRoom(target: Target.Any, since: number, accepted: number): Effect.Effect<void, BufferFull> {
+    const wait = this.backlogFull(target) ? this.awaitBacklog(target) : this.awaitSpace()
     const limit = this.submitTimeoutMillis
     if (limit === Number.POSITIVE_INFINITY) return wait
     const bufferFull = () => {
@@ -400,21 +396,31 @@ export class Engine {
     const free = this.buffer.free
     const remaining = rows.length - from
     const piece = remaining <= this.config.bufferSize ? remaining : Math.max(free, 0)
-    const full = this.backlogFull(target)
-    if (full || piece === 0 || piece > free) {
+    if (piece === 0 || piece > free || this.backlogFull(target)) {
       const since = waitingSince ?? this.clock.unsafeCurrentTimeMillis()
       return Effect.zipRight(
-        this.waitForRoom(target, full ? this.awaitBacklog(target) : this.awaitSpace(), since, from),
+        this.waitForRoom(target, since, from),
         Effect.suspend(() => this.enqueueAll(target, rows, from, span, since))
       )
     }
     if (waitingSince !== undefined) {
       this.observer.submitWaited(target.name, this.clock.unsafeCurrentTimeMillis() - waitingSince)
     }
-    this.buffer.pushAll(target, rows, from, from + piece, span)
-    this.accepted += piece
-    if (this.wake !== undefined && this.size >= this.wakeAt) this.signalWake()
+    this.acceptAll(target, rows, from, from + piece, span)
     return from + piece === rows.length ? Effect.void : this.enqueueAll(target, rows, from + piece, span)
+  }
+
+  /** Puts `rows[from, to)` in the buffer (the caller checked for room), as `accept` does one row. */
+  private acceptAll(
+    target: Target.Any,
+    rows: ReadonlyArray<unknown>,
+    from: number,
+    to: number,
+    span: Tracer.AnySpan | undefined
+  ): void {
+    this.buffer.pushAll(target, rows, from, to, span)
+    this.accepted += to - from
+    if (this.wake !== undefined && this.size >= this.wakeAt) this.signalWake()
   }
 
   private awaitSpace(): Effect.Effect<void> {
@@ -851,11 +857,9 @@ export class Engine {
     const deadLetter = this.config.deadLetter
     const n = Math.min(this.letters.length, this.buffer.free)
     if (deadLetter === undefined || n <= 0) return
-    this.buffer.pushAll(deadLetter.target, this.letters, 0, n, undefined)
+    this.acceptAll(deadLetter.target, this.letters, 0, n, undefined)
     this.letters = n === this.letters.length ? [] : this.letters.slice(n)
-    this.accepted += n
     this.deadLettered += n
-    if (this.wake !== undefined && this.size >= this.wakeAt) this.signalWake()
   }
 
   /** Counts dead-letter rows that will not be written; the warning is logged by the caller. */

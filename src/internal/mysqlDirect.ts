@@ -21,10 +21,10 @@
  *
  * @internal
  */
-import { createRequire } from "node:module"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
+import { driverOf } from "./driver.js"
 
 type Callback = (error: unknown, results?: unknown) => void
 
@@ -53,16 +53,10 @@ type Classes = {
 
 /** mysql2's classes as @effect/sql-mysql2 resolves them; `undefined` when they cannot be loaded. */
 const driverClasses = (): Classes | undefined => {
-  try {
-    const require = createRequire(import.meta.url)
-    const client = require.resolve("@effect/sql-mysql2")
-    const mysql2 = createRequire(client)("mysql2") as Partial<Classes>
-    return typeof mysql2.Pool === "function" && typeof mysql2.PoolConnection === "function"
-      ? (mysql2 as Classes)
-      : undefined
-  } catch {
-    return undefined
-  }
+  const mysql2 = driverOf("@effect/sql-mysql2", "mysql2") as Partial<Classes> | undefined
+  return typeof mysql2?.Pool === "function" && typeof mysql2.PoolConnection === "function"
+    ? (mysql2 as Classes)
+    : undefined
 }
 
 /** Why the direct path is not available, or the pool it takes connections from. */

@@ -16,10 +16,10 @@
  *
  * @internal
  */
-import { createRequire } from "node:module"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
+import { driverOf } from "./driver.js"
 
 /** The little of better-sqlite3 the direct path uses (the package ships no types). */
 export interface RawStatement {
@@ -38,17 +38,10 @@ type DatabaseClass = { readonly prototype: { prepare: (this: RawDatabase, source
 
 /** better-sqlite3 as @effect/sql-sqlite-node resolves it; `undefined` when it cannot be loaded. */
 const driverClass = (): DatabaseClass | undefined => {
-  try {
-    const require = createRequire(import.meta.url)
-    const client = require.resolve("@effect/sql-sqlite-node")
-    const Database = createRequire(client)("better-sqlite3") as unknown
-    return typeof Database === "function" &&
-      typeof (Database as DatabaseClass).prototype.prepare === "function"
-      ? (Database as DatabaseClass)
-      : undefined
-  } catch {
-    return undefined
-  }
+  const Database = driverOf("@effect/sql-sqlite-node", "better-sqlite3")
+  return typeof Database === "function" && typeof (Database as DatabaseClass).prototype.prepare === "function"
+    ? (Database as DatabaseClass)
+    : undefined
 }
 
 /** Why the direct path is not available, or the database it writes to. */
