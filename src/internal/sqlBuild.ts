@@ -404,50 +404,22 @@ const valuesStatement = (
 ): { readonly statement: Statement; readonly bytes: number } => {
   const n = columns.length
   const params: Array<unknown> = new Array(rows.length * n)
+  const dialect = t.dialect
+  const kinds = own.kinds
+  const plain = own.allPlain
   let p = 0
-  let bytes = 0
-  if (measure) {
-    bytes = 4 * rows.length
-    if (own.allPlain) {
-      for (let r = 0; r < rows.length; r++) {
-        const row = rows[r] as Row
-        for (let c = 0; c < n; c++) {
-          const value = row[columns[c]!]
-          bytes += estimateValue(value)
-          params[p++] = value === undefined ? null : value
-        }
-      }
-    } else {
-      const dialect = t.dialect
-      const kinds = own.kinds
-      for (let r = 0; r < rows.length; r++) {
-        const row = rows[r] as Row
-        for (let c = 0; c < n; c++) {
-          const value = row[columns[c]!]
-          bytes += estimateValue(value)
-          params[p++] =
-            kinds[c] === "plain" ? (value === undefined ? null : value) : toDriver(dialect, value, kinds[c])
-        }
-      }
-    }
-  } else if (own.allPlain) {
-    for (let r = 0; r < rows.length; r++) {
-      const row = rows[r] as Row
-      for (let c = 0; c < n; c++) {
-        const value = row[columns[c]!]
-        params[p++] = value === undefined ? null : value
-      }
-    }
-  } else {
-    const dialect = t.dialect
-    const kinds = own.kinds
-    for (let r = 0; r < rows.length; r++) {
-      const row = rows[r] as Row
-      for (let c = 0; c < n; c++) {
-        const value = row[columns[c]!]
-        params[p++] =
-          kinds[c] === "plain" ? (value === undefined ? null : value) : toDriver(dialect, value, kinds[c])
-      }
+  let bytes = measure ? 4 * rows.length : 0
+  for (let r = 0; r < rows.length; r++) {
+    const row = rows[r] as Row
+    for (let c = 0; c < n; c++) {
+      const value = row[columns[c]!]
+      if (measure) bytes += estimateValue(value)
+      params[p++] =
+        plain || kinds[c] === "plain"
+          ? value === undefined
+            ? null
+            : value
+          : toDriver(dialect, value, kinds[c])
     }
   }
   return { statement: { sql: valuesText(t, rows.length), params, rows: rows.length }, bytes }
