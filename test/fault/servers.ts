@@ -339,6 +339,35 @@ const spawnedServer = (options: {
 }
 
 /** An early exit that wrote "address in use" to its log: retry on another port. */
+/**
+ * What stops a server run as one spawned process with a pid file in `dir`: a guard that kills it
+ * and removes `dir` if this process dies first (or only has time for a shell line), and a `stop`
+ * that ends it, releases the guard and removes `dir` (once).
+ */
+const lifecycle = (
+  server: SpawnedServer,
+  dir: string,
+  pidFile: string
+): { readonly stop: () => Promise<void>; readonly stopped: () => boolean } => {
+  let stopped = false
+  const cleanup = guard({
+    sync: () => {
+      const pid = server.pid()
+      if (pid !== undefined) signal(pid, "SIGKILL")
+      rmSync(dir, { recursive: true, force: true })
+    },
+    shell: `[ -f ${shellQuote(pidFile)} ] && kill -9 "$(cat ${shellQuote(pidFile)})" 2>/dev/null; sleep 0.2; rm -rf ${shellQuote(dir)}`
+  })
+  const stop = async (): Promise<void> => {
+    if (stopped) return
+    stopped = true
+    await server.terminate()
+    cleanup.release()
+    rmSync(dir, { recursive: true, force: true })
+  }
+  return { stop, stopped: () => stopped }
+}
+
 const launchOnFreePort = async (
   server: SpawnedServer,
   logFile: string,
@@ -376,7 +405,6 @@ export const startMariaDb = async (): Promise<PrivateMariaDb> => {
   // every commit (the default, stated because crash tests rely on it).
   const innodb = ["--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M"]
   let port = 0
-  let stopped = false
 
   const connect = (database?: string) =>
     mysql.createConnection({
@@ -421,21 +449,7 @@ export const startMariaDb = async (): Promise<PrivateMariaDb> => {
     logFile,
     ready: () => query("SELECT 1", undefined, null)
   })
-  const cleanup = guard({
-    sync: () => {
-      const pid = server.pid()
-      if (pid !== undefined) signal(pid, "SIGKILL")
-      rmSync(dir, { recursive: true, force: true })
-    },
-    shell: `[ -f ${shellQuote(pidFile)} ] && kill -9 "$(cat ${shellQuote(pidFile)})" 2>/dev/null; sleep 0.2; rm -rf ${shellQuote(dir)}`
-  })
-  const stop = async (): Promise<void> => {
-    if (stopped) return
-    stopped = true
-    await server.terminate()
-    cleanup.release()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  const { stop, stopped } = lifecycle(server, dir, pidFile)
 
   try {
     await run(
@@ -466,7 +480,7 @@ export const startMariaDb = async (): Promise<PrivateMariaDb> => {
     pid: server.pid,
     crash: server.kill,
     start: async () => {
-      if (stopped) throw new Error("startMariaDb: start() after stop()")
+      if (stopped()) throw new Error("startMariaDb: start() after stop()")
       await server.launch()
     },
     stop,
@@ -490,7 +504,6 @@ export const startRedis = async (options: { readonly appendonly?: boolean } = {}
   const pidFile = join(dir, "redis.pid")
   const logFile = join(dir, "redis.log")
   let port = 0
-  let stopped = false
 
   const call = async (
     timeoutMs: number,
@@ -550,21 +563,7 @@ export const startRedis = async (options: { readonly appendonly?: boolean } = {}
       if (reply !== "PONG") throw new Error(`PING answered ${String(reply)}`)
     }
   })
-  const cleanup = guard({
-    sync: () => {
-      const pid = server.pid()
-      if (pid !== undefined) signal(pid, "SIGKILL")
-      rmSync(dir, { recursive: true, force: true })
-    },
-    shell: `[ -f ${shellQuote(pidFile)} ] && kill -9 "$(cat ${shellQuote(pidFile)})" 2>/dev/null; sleep 0.2; rm -rf ${shellQuote(dir)}`
-  })
-  const stop = async (): Promise<void> => {
-    if (stopped) return
-    stopped = true
-    await server.terminate()
-    cleanup.release()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  const { stop, stopped } = lifecycle(server, dir, pidFile)
 
   try {
     await launchOnFreePort(server, logFile, (p) => {
@@ -583,7 +582,7 @@ export const startRedis = async (options: { readonly appendonly?: boolean } = {}
     pid: server.pid,
     crash: server.kill,
     start: async () => {
-      if (stopped) throw new Error("startRedis: start() after stop()")
+      if (stopped()) throw new Error("startRedis: start() after stop()")
       await server.launch()
     },
     stop,
