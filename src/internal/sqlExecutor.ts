@@ -409,22 +409,31 @@ const pgCatalog = (sql: SqlClient.SqlClient): Catalog =>
 
 /**
  * Runs a whole transaction sent as one text (`Runner.oneTrip`) on a reserved connection. After an
- * error the session may be left in the failed transaction: ROLLBACK ends it (its own failure changes
- * nothing: a session that ends rolls back too), and the first error is the one returned.
+ * error the session may be left in the failed transaction: `orRollBack` ends it.
  */
 const inOneTrip = (sql: SqlClient.SqlClient, text: () => string): Effect.Effect<void, SqlError> =>
   Effect.scoped(
     Effect.flatMap(sql.reserve, (conn) =>
-      Effect.suspend(() => conn.executeUnprepared(text(), [], undefined)).pipe(
-        Effect.catchAll((error) =>
-          Effect.zipRight(
-            Effect.ignore(conn.executeUnprepared("ROLLBACK", [], undefined)),
-            Effect.fail(error)
-          )
-        ),
-        Effect.asVoid
+      orRollBack(
+        conn,
+        Effect.suspend(() => conn.executeUnprepared(text(), [], undefined))
       )
     )
+  )
+
+/**
+ * `effect` on a reserved connection; after an error, ROLLBACK (its own failure changes nothing: a
+ * session that ends rolls back too) and the first error is the one returned.
+ */
+const orRollBack = (
+  conn: Connection,
+  effect: Effect.Effect<unknown, SqlError>
+): Effect.Effect<void, SqlError> =>
+  effect.pipe(
+    Effect.catchAll((error) =>
+      Effect.zipRight(Effect.ignore(conn.executeUnprepared("ROLLBACK", [], undefined)), Effect.fail(error))
+    ),
+    Effect.asVoid
   )
 
 /**
@@ -442,15 +451,11 @@ const inTransaction = (
 ): Effect.Effect<void, SqlError> =>
   Effect.scoped(
     Effect.flatMap(sql.reserve, (conn) =>
-      Effect.zipRight(conn.executeUnprepared(begin(), [], undefined), body(conn)).pipe(
-        Effect.zipRight(conn.executeUnprepared("COMMIT", [], undefined)),
-        Effect.catchAll((error) =>
-          Effect.zipRight(
-            Effect.ignore(conn.executeUnprepared("ROLLBACK", [], undefined)),
-            Effect.fail(error)
-          )
-        ),
-        Effect.asVoid
+      orRollBack(
+        conn,
+        Effect.zipRight(conn.executeUnprepared(begin(), [], undefined), body(conn)).pipe(
+          Effect.zipRight(conn.executeUnprepared("COMMIT", [], undefined))
+        )
       )
     )
   )
