@@ -14,7 +14,7 @@
 import { Effect, Layer, Option } from "effect"
 import { BatchExecutor, BatchFlow } from "effect-batchflow"
 import * as BatchFlowMetrics from "effect-batchflow/BatchFlowMetrics"
-import { EngineObserver, type Observer } from "effect-batchflow/internal/observer"
+import { EngineObserver, type Observer } from "effect-batchflow/internal/engine/observer"
 import { parseArgs, report, type Sample, time } from "./util.js"
 import { config, produce } from "./w0-workload.js"
 

@@ -172,7 +172,7 @@ const dist = "node_modules/effect-batchflow/dist"
 const modules = readdirSync(dist).filter((f) => /^([A-Z]\w*|promise)\.js$/.test(f)).map((f) => f.slice(0, -3))
 const root = await import("effect-batchflow")
 for (const m of modules) await import(`effect-batchflow/${m}`)
-const internal = ["internal/engine", "internal/engine.js", "cli/main", "cli/bench", "bin"]
+const internal = ["internal/engine", "internal/engine/engine.js", "cli/main", "cli/bench", "bin"]
 for (const path of internal) {
   try {
     await import(`effect-batchflow/${path}`)

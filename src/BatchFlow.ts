@@ -23,7 +23,7 @@ import type {
   BufferFull,
   InvalidRow
 } from "./BatchFlowError.js"
-import * as internal from "./internal/engine.js"
+import * as internal from "./internal/engine/engine.js"
 import { ErrorClassifier } from "./Retry.js"
 import type * as Target from "./Target.js"
 

@@ -6,7 +6,7 @@
  */
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
-import { maskedDetail } from "./internal/redact.js"
+import { maskedDetail } from "./internal/rows/redact.js"
 
 /**
  * @since 0.1.0

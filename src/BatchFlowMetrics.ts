@@ -17,8 +17,8 @@ import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
-import { make as makeObserver } from "./internal/metricsObserver.js"
-import * as observer from "./internal/observer.js"
+import { make as makeObserver } from "./internal/engine/metricsObserver.js"
+import * as observer from "./internal/engine/observer.js"
 
 const names: Array<string> = []
 

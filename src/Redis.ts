@@ -18,15 +18,15 @@ import { BatchExecutor } from "./BatchExecutor.js"
 import * as BatchFlow from "./BatchFlow.js"
 import * as BatchFlowConfig from "./BatchFlowConfig.js"
 import type { BatchFlowConfigError } from "./BatchFlowError.js"
-import * as client from "./internal/redisClient.js"
-import * as errors from "./internal/redisErrors.js"
-import * as executor from "./internal/redisExecutor.js"
-import * as helpers from "./internal/redisHelpers.js"
-import * as targets from "./internal/redisTargets.js"
+import * as client from "./internal/redis/client.js"
+import * as errors from "./internal/redis/errors.js"
+import * as executor from "./internal/redis/executor.js"
+import * as helpers from "./internal/redis/helpers.js"
+import * as targets from "./internal/redis/targets.js"
 import type * as Retry from "./Retry.js"
 
-export type { ClientOptions } from "./internal/redisClient.js"
-export type { Stats } from "./internal/redisExecutor.js"
+export type { ClientOptions } from "./internal/redis/client.js"
+export type { Stats } from "./internal/redis/executor.js"
 export type {
   DelRow,
   ExpireRow,
@@ -35,8 +35,8 @@ export type {
   SetRow,
   XAddRow,
   ZAddRow
-} from "./internal/redisHelpers.js"
-export type { Command, CommandRow, CommonOptions, Fusion, RedisTarget } from "./internal/redisTargets.js"
+} from "./internal/redis/helpers.js"
+export type { Command, CommandRow, CommonOptions, Fusion, RedisTarget } from "./internal/redis/targets.js"
 
 // ---------------------------------------------------------------- errors and classification
 

@@ -10,9 +10,9 @@
  */
 import * as Metric from "effect/Metric"
 import * as Conflict from "./Conflict.js"
-import * as build from "./internal/sqlBuild.js"
-import * as errors from "./internal/sqlErrors.js"
-import { sqlRule } from "./internal/sqlRules.js"
+import * as build from "./internal/sql/build.js"
+import * as errors from "./internal/sql/errors.js"
+import { sqlRule } from "./internal/sql/rules.js"
 import type * as Retry from "./Retry.js"
 import type * as Table from "./Table.js"
 

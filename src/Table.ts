@@ -14,7 +14,7 @@ import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as BatchFlowError from "./BatchFlowError.js"
 import * as Conflict from "./Conflict.js"
-import { describeColumns, hasInternals, keyFunction, register, structFields } from "./internal/sqlTable.js"
+import { describeColumns, hasInternals, keyFunction, register, structFields } from "./internal/sql/table.js"
 import * as Target from "./Target.js"
 
 /**

@@ -7,8 +7,8 @@
  */
 import type * as Schema from "effect/Schema"
 import type { InvalidRow } from "./BatchFlowError.js"
-import { makeCopier } from "./internal/snapshot.js"
-import { makeValidator } from "./internal/validate.js"
+import { makeCopier } from "./internal/rows/snapshot.js"
+import { makeValidator } from "./internal/rows/validate.js"
 
 /**
  * @since 0.1.0

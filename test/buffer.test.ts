@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Schema } from "effect"
 import { Target } from "effect-batchflow"
-import { RowBuffer } from "../src/internal/buffer.js"
+import { RowBuffer } from "../src/internal/engine/buffer.js"
 
 const A = Target.make("a", { schema: Schema.Struct({ id: Schema.Number }) })
 const B = Target.make("b", { schema: Schema.Struct({ id: Schema.Number }) })

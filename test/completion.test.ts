@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber } from "effect"
-import { Completion } from "../src/internal/completion.js"
+import { Completion } from "../src/internal/engine/completion.js"
 
 describe("Completion", () => {
   it.effect("resumes every waiter with the exit, once", () =>

@@ -1,5 +1,5 @@
 /**
- * The submit fast path (src/internal/inline.ts): `yield* flow.submit(...)` does its work when the
+ * The submit fast path (src/internal/engine/inline.ts): `yield* flow.submit(...)` does its work when the
  * generator asks for the effect's iterator, so a submit that finds room costs the caller's fiber no
  * run-loop operation. Counted with Effect's op supervision: if a change in Effect made `yield*` go
  * through the run loop again, the count below jumps from ~0 to ≥ 1 per row and this test fails. The

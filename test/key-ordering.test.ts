@@ -1,8 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Schema } from "effect"
 import { Target } from "effect-batchflow"
-import { type Group, makeGroup } from "../src/internal/group.js"
-import { KeyOrdering } from "../src/internal/ordering.js"
+import { type Group, makeGroup } from "../src/internal/engine/group.js"
+import { KeyOrdering } from "../src/internal/engine/ordering.js"
 
 const Items = Target.make("key_ordering_items", {
   schema: Schema.Struct({ id: Schema.Union(Schema.Number, Schema.String, Schema.Null) }),

@@ -23,7 +23,7 @@ import {
   type Retry,
   Target
 } from "effect-batchflow"
-import { makeFastValidator, makeReferenceValidator } from "../src/internal/validate.js"
+import { makeFastValidator, makeReferenceValidator } from "../src/internal/rows/validate.js"
 
 // ---------------------------------------------------------------- validators: fast path vs Schema
 

@@ -11,7 +11,7 @@ import { Effect, Schema } from "effect"
 import * as Conflict from "effect-batchflow/Conflict"
 import * as Mysql from "effect-batchflow/Mysql"
 import * as Table from "effect-batchflow/Table"
-import * as MysqlDirect from "../src/internal/mysqlDirect.js"
+import * as MysqlDirect from "../src/internal/sql/mysqlDirect.js"
 import { count, mysqlClient, recreate } from "./sql-helpers.js"
 
 const Row = Schema.Struct({ id: Schema.Number, name: Schema.String })

@@ -13,7 +13,7 @@ import { Effect, Schema } from "effect"
 import * as Conflict from "effect-batchflow/Conflict"
 import * as Sql from "effect-batchflow/Sql"
 import * as Table from "effect-batchflow/Table"
-import { checkNumeric, mysqlNumericColumn, pgNumericColumn } from "../src/internal/sqlValues.js"
+import { checkNumeric, mysqlNumericColumn, pgNumericColumn } from "../src/internal/sql/values.js"
 import { allBackends, backends, count, num, recreate, runFlow, selectAll } from "./sql-helpers.js"
 
 const Measures = Schema.Struct({ id: Schema.Number, n: Schema.Number, price: Schema.Number })

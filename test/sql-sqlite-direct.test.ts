@@ -12,7 +12,7 @@ import { Deferred, Effect, Fiber, Logger, Schema } from "effect"
 import * as Conflict from "effect-batchflow/Conflict"
 import * as Sqlite from "effect-batchflow/Sqlite"
 import * as Table from "effect-batchflow/Table"
-import * as SqliteDirect from "../src/internal/sqliteDirect.js"
+import * as SqliteDirect from "../src/internal/sql/sqliteDirect.js"
 import { count, num, recreate, runFlow, selectAll, sqliteClient, tempSqliteFile } from "./sql-helpers.js"
 
 const Database = createRequire(createRequire(import.meta.url).resolve("@effect/sql-sqlite-node"))(

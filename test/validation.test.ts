@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Layer, Schema, Scope, TestClock } from "effect"
 import { BatchExecutor, BatchFlow, BatchFlowError, Target } from "effect-batchflow"
-import { makeFastValidator, makeReferenceValidator } from "../src/internal/validate.js"
+import { makeFastValidator, makeReferenceValidator } from "../src/internal/rows/validate.js"
 
 const Row = Schema.Struct({
   id: Schema.Number,

@@ -23,7 +23,7 @@ import * as BatchFlow from "../../BatchFlow.js"
 import { type BatchFailure, BatchFlowClosed } from "../../BatchFlowError.js"
 import type { FailureCallback, Flow } from "../../promise.js"
 import type * as Target from "../../Target.js"
-import { offerNow } from "../engine.js"
+import { offerNow } from "../engine/engine.js"
 import type { FlowLayer } from "./backends.js"
 
 /**

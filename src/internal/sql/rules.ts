@@ -7,7 +7,7 @@
  * cause, which makes the engine isolate the bad rows by splitting the batch.
  */
 import * as Predicate from "effect/Predicate"
-import type { Classification, Rule } from "../Retry.js"
+import type { Classification, Rule } from "../../Retry.js"
 
 const retry = (reason: string): Classification => ({ retryable: true, reason })
 const final = (reason: string): Classification => ({ retryable: false, reason })

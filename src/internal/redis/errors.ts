@@ -4,7 +4,7 @@
  */
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
-import * as Retry from "../Retry.js"
+import * as Retry from "../../Retry.js"
 
 /**
  * What happened to a command that did not succeed:

@@ -19,7 +19,7 @@ import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { Redis, type RedisOptions } from "ioredis"
-import { ConnectionLost, RedisConnectionError } from "./redisErrors.js"
+import { ConnectionLost, RedisConnectionError } from "./errors.js"
 
 /** @internal */
 export type Arg = string | number | Buffer

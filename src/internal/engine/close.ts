@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
-import type * as Retry from "../Retry.js"
+import type * as Retry from "../../Retry.js"
 
 /** @internal */
 export const closeTimeoutReason: Retry.Classification = { retryable: false, reason: "close_timeout" }

@@ -16,7 +16,7 @@ import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as AST from "effect/SchemaAST"
-import { InvalidRow, type InvalidRowProblem } from "../BatchFlowError.js"
+import { InvalidRow, type InvalidRowProblem } from "../../BatchFlowError.js"
 import { formatValue, type Redaction, redacted } from "./redact.js"
 
 /** @internal */

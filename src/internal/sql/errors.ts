@@ -2,7 +2,7 @@
  * The SQL backend's own errors.
  */
 import * as Schema from "effect/Schema"
-import * as BatchFlowError from "../BatchFlowError.js"
+import * as BatchFlowError from "../../BatchFlowError.js"
 
 /**
  * The client's dialect is not one effect-batchflow writes (or not the one the layer expects).

@@ -4,10 +4,10 @@
  * executor both call `plan`, so what a preview shows is what runs.
  */
 import * as Either from "effect/Either"
-import type * as Table from "../Table.js"
-import { RowEncodeError } from "./sqlErrors.js"
-import { type Internals, internals } from "./sqlTable.js"
-import { arrayLiterals, estimateValue, jsonReplacer, needsReplacer, split, toDriver } from "./sqlValues.js"
+import type * as Table from "../../Table.js"
+import { RowEncodeError } from "./errors.js"
+import { type Internals, internals } from "./table.js"
+import { arrayLiterals, estimateValue, jsonReplacer, needsReplacer, split, toDriver } from "./values.js"
 
 /** @internal */
 export type Dialect = "pg" | "mysql" | "sqlite"

@@ -1,13 +1,13 @@
 /**
  * Redis targets: how a row becomes Redis commands, whether re-sending them is safe, how a batch of
  * them fuses into fewer commands, and how rows of the same key coalesce. All pure. The typed
- * helpers (set, hset, …) are in redisHelpers.ts.
+ * helpers (set, hset, …) are in helpers.ts.
  */
 import * as Duration from "effect/Duration"
 import * as Schema from "effect/Schema"
-import * as Coalesce from "../Coalesce.js"
-import * as Target from "../Target.js"
-import type { Arg } from "./redisClient.js"
+import * as Coalesce from "../../Coalesce.js"
+import * as Target from "../../Target.js"
+import type { Arg } from "./client.js"
 
 /** @internal */
 export const TypeId: unique symbol = Symbol.for("effect-batchflow/Redis/Target") as never

@@ -3,10 +3,10 @@
  * state is the same. Each planned command remembers which input rows it stands for, so the outcome
  * of every command maps back to rows. Pure.
  */
-import * as Coalesce from "../Coalesce.js"
-import type * as Retry from "../Retry.js"
-import type { Arg } from "./redisClient.js"
-import type { RedisTarget } from "./redisTargets.js"
+import * as Coalesce from "../../Coalesce.js"
+import type * as Retry from "../../Retry.js"
+import type { Arg } from "./client.js"
+import type { RedisTarget } from "./targets.js"
 
 /** Arguments per fused command: big enough to amortise, small enough not to stall the server. */
 const fusedRowsPerCommand = 1000

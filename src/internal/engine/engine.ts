@@ -3,7 +3,7 @@
  *
  * Rows move as plain arrays and Effect is paid per batch, not per row (measurements in
  * docs/development/architecture.md): `submit` is one `Effect.withFiberRuntime` that validates the
- * row, copies it (`Target.copy`, snapshot.ts) and writes the copy into a slot of the ring buffer; each of the
+ * row, copies it (`Target.copy`, rows/snapshot.ts) and writes the copy into a slot of the ring buffer; each of the
  * `concurrency` workers takes up to `flushSize` rows at a time, groups them by target (forking only
  * when a batch holds several targets), waits for earlier groups holding the same keys, and runs the
  * executor with retry and a per-attempt timeout.
@@ -25,12 +25,14 @@ import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Tracer from "effect/Tracer"
-import { BatchExecutor, isPartial } from "../BatchExecutor.js"
-import type { Stats } from "../BatchFlow.js"
-import type { BatchFlowConfig } from "../BatchFlowConfig.js"
-import { type BatchFailure, BatchFlowClosed, BufferFull, type InvalidRow } from "../BatchFlowError.js"
-import * as Retry from "../Retry.js"
-import type * as Target from "../Target.js"
+import { BatchExecutor, isPartial } from "../../BatchExecutor.js"
+import type { Stats } from "../../BatchFlow.js"
+import type { BatchFlowConfig } from "../../BatchFlowConfig.js"
+import { type BatchFailure, BatchFlowClosed, BufferFull, type InvalidRow } from "../../BatchFlowError.js"
+import * as Retry from "../../Retry.js"
+import type * as Target from "../../Target.js"
+import * as Redact from "../rows/redact.js"
+import { withIndex, withValue } from "../rows/validate.js"
 import { Attempts } from "./attempt.js"
 import { RowBuffer } from "./buffer.js"
 import { closeTimeoutMessage, closeTimeoutReason, drainWorkers, engineFailureReason } from "./close.js"
@@ -40,10 +42,8 @@ import { type Ack, type Classified, type Group, makeGroup, type Part, slicePart 
 import { Inline } from "./inline.js"
 import { EngineObserver, type FlushTrigger, noop as noopObserver, type Observer } from "./observer.js"
 import { KeyOrdering } from "./ordering.js"
-import * as Redact from "./redact.js"
 import { Settlement } from "./settle.js"
 import { isLiveClock } from "./timeout.js"
-import { withIndex, withValue } from "./validate.js"
 
 type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 

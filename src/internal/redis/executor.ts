@@ -22,23 +22,16 @@
 import { randomUUID } from "node:crypto"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as BatchExecutor from "../BatchExecutor.js"
-import type { RetryOptions } from "../BatchFlowConfig.js"
-import { ExecutorError } from "../BatchFlowError.js"
-import type * as Retry from "../Retry.js"
-import type * as Target from "../Target.js"
-import { type OperationReport, reportOperation } from "./observer.js"
-import type { Connection } from "./redisClient.js"
-import {
-  classifyError,
-  classifyReply,
-  fateOf,
-  RedisCommandError,
-  rule,
-  unknownOutcome
-} from "./redisErrors.js"
-import { forEachRow, type Op, plan } from "./redisPlan.js"
-import { isRedisTarget, type RedisTarget } from "./redisTargets.js"
+import * as BatchExecutor from "../../BatchExecutor.js"
+import type { RetryOptions } from "../../BatchFlowConfig.js"
+import { ExecutorError } from "../../BatchFlowError.js"
+import type * as Retry from "../../Retry.js"
+import type * as Target from "../../Target.js"
+import { type OperationReport, reportOperation } from "../engine/observer.js"
+import type { Connection } from "./client.js"
+import { classifyError, classifyReply, fateOf, RedisCommandError, rule, unknownOutcome } from "./errors.js"
+import { forEachRow, type Op, plan } from "./plan.js"
+import { isRedisTarget, type RedisTarget } from "./targets.js"
 
 /** @internal */
 export interface Options {

@@ -4,8 +4,8 @@
  */
 import type * as Duration from "effect/Duration"
 import * as Schema from "effect/Schema"
-import * as Coalesce from "../Coalesce.js"
-import type { Arg } from "./redisClient.js"
+import * as Coalesce from "../../Coalesce.js"
+import type { Arg } from "./client.js"
 import {
   always,
   type Command,
@@ -14,7 +14,7 @@ import {
   never,
   type RedisTarget,
   ttlMillis
-} from "./redisTargets.js"
+} from "./targets.js"
 
 /**
  * @since 0.1.0

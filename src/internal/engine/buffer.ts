@@ -8,7 +8,7 @@
  * all bytes allocated per row in W0 (docs/development/architecture.md).
  */
 import type * as Tracer from "effect/Tracer"
-import type * as Target from "../Target.js"
+import type * as Target from "../../Target.js"
 
 /** One target's rows of one taken batch, in arrival order. */
 export interface Grouped<Ack> {

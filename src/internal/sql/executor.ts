@@ -1,6 +1,6 @@
 /**
  * The SQL executor: one for every dialect, which it asks the `SqlClient` for. Per batch: plan
- * (dedupe, encode, split: see sqlBuild.ts), count the dedupe, run the statements (several ones in one
+ * (dedupe, encode, split: see build.ts), count the dedupe, run the statements (several ones in one
  * transaction). Errors are classified by `sqlRule`.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -11,15 +11,14 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
-import * as BatchExecutor from "../BatchExecutor.js"
-import * as BatchFlow from "../BatchFlow.js"
-import type * as BatchFlowConfig from "../BatchFlowConfig.js"
-import type { BatchFlowConfigError } from "../BatchFlowError.js"
-import * as Conflict from "../Conflict.js"
-import { dedupeRowsIn, dedupeRowsOut } from "../Sql.js"
-import * as Table from "../Table.js"
-import * as MysqlDirect from "./mysqlDirect.js"
-import { reportOperation } from "./observer.js"
+import * as BatchExecutor from "../../BatchExecutor.js"
+import * as BatchFlow from "../../BatchFlow.js"
+import type * as BatchFlowConfig from "../../BatchFlowConfig.js"
+import type { BatchFlowConfigError } from "../../BatchFlowError.js"
+import * as Conflict from "../../Conflict.js"
+import { dedupeRowsIn, dedupeRowsOut } from "../../Sql.js"
+import * as Table from "../../Table.js"
+import { reportOperation } from "../engine/observer.js"
 import {
   buildOptions,
   type Dialect,
@@ -28,7 +27,7 @@ import {
   plan,
   type Statement,
   type StatementOptions
-} from "./sqlBuild.js"
+} from "./build.js"
 import {
   ColumnLookupError,
   ColumnValueError,
@@ -37,10 +36,11 @@ import {
   RowEncodeError,
   type SqlWriteError,
   UnsupportedDialect
-} from "./sqlErrors.js"
+} from "./errors.js"
+import * as MysqlDirect from "./mysqlDirect.js"
+import { sqlRule } from "./rules.js"
 import * as SqliteDirect from "./sqliteDirect.js"
-import { sqlRule } from "./sqlRules.js"
-import { checkNumeric, mysqlNumericColumn, type NumericColumn, pgNumericColumn } from "./sqlValues.js"
+import { checkNumeric, mysqlNumericColumn, type NumericColumn, pgNumericColumn } from "./values.js"
 
 /** @internal */
 export const dialectOf = (sql: SqlClient.SqlClient): Dialect | string =>

@@ -9,7 +9,7 @@
  * that grow with time (ids, timestamps: events, logs, and W1) overlap only at the edges of batches, so
  * this costs about one key read and one comparison per row, and nothing when a group finishes.
  */
-import type * as Target from "../Target.js"
+import type * as Target from "../../Target.js"
 import type { Group, GroupKeys } from "./group.js"
 
 /** @internal */

@@ -4,9 +4,9 @@
  * sliced per batch, never per row.
  */
 import type * as Fiber from "effect/Fiber"
-import type { BatchFailure } from "../BatchFlowError.js"
-import type * as Retry from "../Retry.js"
-import type * as Target from "../Target.js"
+import type { BatchFailure } from "../../BatchFlowError.js"
+import type * as Retry from "../../Retry.js"
+import type * as Target from "../../Target.js"
 import { Completion } from "./completion.js"
 
 /**
