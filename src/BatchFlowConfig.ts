@@ -9,7 +9,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Schedule from "effect/Schedule"
 import { type BatchFailure, BatchFlowConfigError } from "./BatchFlowError.js"
-import type { Classification } from "./Retry.js"
+import type * as Retry from "./Retry.js"
 import type * as Target from "./Target.js"
 
 /**
@@ -60,41 +60,12 @@ export const deadLetterTo = <D>(
 ): DeadLetterOptions => ({ target, toRow })
 
 /**
- * Retry settings. The delay before retry n (1-based) is `min(backoffBase · 2^(n-1) · j, maxBackoff)`
- * where `j` is drawn uniformly from `[1 - jitter, 1 + jitter]`: exponential, jittered, and never above
- * `maxBackoff`.
+ * Retry settings: see `Retry.Options`.
  *
  * @since 0.1.0
  * @category models
  */
-export interface RetryOptions {
-  /**
-   * Attempts per batch, including the first. `1` disables retry. Default 20; range ≥ 1. With the
-   * default backoff, 20 attempts span about 30 s, so `maxElapsed` is usually the limit that ends
-   * them.
-   */
-  readonly maxAttempts: number
-  /**
-   * How long a batch keeps being retried, from its first failure: no retry starts past it. Default
-   * 30 s, long enough for a database restart (3 attempts, the former default, spanned ≈ 60 ms of
-   * backoff; the OpenTelemetry Collector retries for 5 minutes, Kafka's producer for 2); > 0 or
-   * infinity.
-   */
-  readonly maxElapsed: Duration.Duration
-  /** The first backoff delay. Default 20 ms; must be > 0. */
-  readonly backoffBase: Duration.Duration
-  /** The largest backoff delay, jitter included. Default 2 s; must be ≥ backoffBase. */
-  readonly maxBackoff: Duration.Duration
-  /** Relative jitter of each delay. Default 0.2 (±20 %); range 0–1. */
-  readonly jitter: number
-  /**
-   * Your own retry policy, instead of the backoff above: its input is the classification of the
-   * last error, its delays are the waits, and it ends the retries when it ends (`maxAttempts` and
-   * `maxElapsed` still bound it). Errors classified as not retryable are never retried, whatever it
-   * says.
-   */
-  readonly schedule?: Schedule.Schedule<unknown, Classification> | undefined
-}
+export type RetryOptions = Retry.Options
 
 /**
  * The resolved configuration.
@@ -189,7 +160,7 @@ export interface Options {
         readonly backoffBase?: Duration.DurationInput | undefined
         readonly maxBackoff?: Duration.DurationInput | undefined
         readonly jitter?: number | undefined
-        readonly schedule?: Schedule.Schedule<unknown, Classification> | undefined
+        readonly schedule?: Schedule.Schedule<unknown, Retry.Classification> | undefined
       }
     | undefined
   readonly timeout?: Duration.DurationInput | undefined

@@ -26,7 +26,6 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Tracer from "effect/Tracer"
 import { BatchExecutor, isPartial } from "../../BatchExecutor.js"
-import type { Stats } from "../../BatchFlow.js"
 import type { BatchFlowConfig } from "../../BatchFlowConfig.js"
 import { type BatchFailure, BatchFlowClosed, BufferFull, type InvalidRow } from "../../BatchFlowError.js"
 import * as Retry from "../../Retry.js"
@@ -43,12 +42,15 @@ import { Inline } from "./inline.js"
 import { EngineObserver, type FlushTrigger, noop as noopObserver, type Observer } from "./observer.js"
 import { KeyOrdering } from "./ordering.js"
 import { Settlement } from "./settle.js"
+import type { Stats } from "./stats.js"
 import { isLiveClock } from "./timeout.js"
 
 type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 
 /** At most this many submitters' spans are linked from one flush span (OpenTelemetry's default limit). */
 const maxSpanLinks = 128
+
+export type { Stats }
 
 /** @internal */
 export class Engine {

@@ -8,7 +8,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import type * as BatchFlow from "../../BatchFlow.js"
 import type * as BatchFlowConfig from "../../BatchFlowConfig.js"
-import type { Backend } from "../../promise.js"
+import type { Backend } from "./api.js"
 
 /** @internal */
 export type FlowLayer = Layer.Layer<BatchFlow.BatchFlow, unknown>

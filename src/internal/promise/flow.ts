@@ -21,9 +21,9 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as BatchFlow from "../../BatchFlow.js"
 import { type BatchFailure, BatchFlowClosed } from "../../BatchFlowError.js"
-import type { FailureCallback, Flow } from "../../promise.js"
 import type * as Target from "../../Target.js"
 import { offerNow } from "../engine/engine.js"
+import type { FailureCallback, Flow } from "./api.js"
 import type { FlowLayer } from "./backends.js"
 
 /**

@@ -6,11 +6,11 @@
 import * as Either from "effect/Either"
 import type * as Table from "../../Table.js"
 import { RowEncodeError } from "./errors.js"
-import { type Internals, internals } from "./table.js"
-import { arrayLiterals, estimateValue, jsonReplacer, needsReplacer, split, toDriver } from "./values.js"
+import { type Dialect, type Internals, internals } from "./table.js"
 
-/** @internal */
-export type Dialect = "pg" | "mysql" | "sqlite"
+export type { Dialect }
+
+import { arrayLiterals, estimateValue, jsonReplacer, needsReplacer, split, toDriver } from "./values.js"
 
 /**
  * PostgreSQL statement forms: `json` sends the whole batch as one JSON parameter read with

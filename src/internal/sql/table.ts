@@ -7,6 +7,9 @@ import * as ParseResult from "effect/ParseResult"
 import type * as Schema from "effect/Schema"
 import * as AST from "effect/SchemaAST"
 
+/** @internal The SQL dialects the executor writes. */
+export type Dialect = "pg" | "mysql" | "sqlite"
+
 /**
  * How a column's values reach a driver. `plain` (strings, numbers, null) goes as is everywhere; the
  * other kinds need a per-dialect conversion (booleans for SQLite, bytes and bigints for PostgreSQL's

@@ -2,8 +2,7 @@
  * Values on their way to a driver: per-dialect conversion, PostgreSQL's JSON form, and the size
  * estimate that splits a batch into statements.
  */
-import type { Dialect } from "./build.js"
-import type { ColumnKind } from "./table.js"
+import type { ColumnKind, Dialect } from "./table.js"
 
 type Row = Record<string, unknown>
 
