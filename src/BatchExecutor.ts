@@ -1,13 +1,21 @@
 /**
- * The executor contract: the one function that writes a group of rows for one target. Backends
- * (SQL, Redis) are executors; `make` turns any function into one, and it gets batching, retry,
- * timeouts, concurrency limits and ordering from the engine for free.
+ * Executors write a group of rows for one target. A flow is given its executors
+ * (`BatchFlow.layer({ executors: [...] })`); each says which targets it writes, so one flow can write
+ * `Table`s to PostgreSQL (`Postgres.executor()`), Redis targets (`Redis.executor()`) and targets of
+ * your own (`forTarget`), each group going to its own executor. An executor gets batching, retry,
+ * timeouts, concurrency limits and ordering from the engine.
+ *
+ * `forTarget` is typed end to end: the function receives `ReadonlyArray<A>` for a `Target<A>`, fails
+ * with its own error type `E` (classified by rules typed on `E`), and may require services `R`,
+ * which the flow's layer then requires.
  *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Predicate from "effect/Predicate"
+import type { BatchFlowConfig } from "./BatchFlowConfig.js"
 import type * as Retry from "./Retry.js"
 import type * as Target from "./Target.js"
 
@@ -68,6 +76,10 @@ export interface Attempt {
 }
 
 /**
+ * An executor as the engine runs it: untyped, for any target it is given. Made by an `Executor`
+ * when the flow starts (see `forTarget`); the backends' `makeExecutor` return one for calling
+ * `execute` directly.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -91,6 +103,11 @@ export interface BatchExecutor {
 }
 
 /**
+ * The executor a flow made without `executors` uses for every target.
+ *
+ * @deprecated Give the flow its executors instead: `BatchFlow.layer({ executors: [forAll(executor)] })`
+ * (or a backend's `executor()`, or `forTarget`). A flow built from this tag writes every target with
+ * one untyped function. See the migration note in `docs/api/reference.md`.
  * @since 0.1.0
  * @category tags
  */
@@ -99,8 +116,10 @@ export const BatchExecutor: Context.Tag<BatchExecutor, BatchExecutor> = Context.
 )
 
 /**
- * Makes an executor from a function.
+ * Makes an executor from an untyped function, for every target.
  *
+ * @deprecated Use `forTarget(target, (rows) => ...)`: its rows, errors and services are typed. For a
+ * function over every target, `forAll(make(...))` still works.
  * @since 0.1.0
  * @category constructors
  */
@@ -116,6 +135,7 @@ export const make = (
 /**
  * A layer providing an executor made from a function.
  *
+ * @deprecated Give the executor to the flow: `BatchFlow.layer({ executors: [forTarget(...)] })`.
  * @since 0.1.0
  * @category layers
  */
@@ -168,10 +188,172 @@ export const memory = (options?: { readonly keepRows?: boolean | undefined }): M
 }
 
 /**
- * A layer with a fresh in-memory executor.
+ * A layer with an in-memory executor, as the `BatchExecutor` service.
  *
+ * @deprecated Give it to the flow: `BatchFlow.layer({ executors: [forAll(memory)] })`.
  * @since 0.1.0
  * @category layers
  */
 export const layerMemory = (executor: Memory): Layer.Layer<BatchExecutor> =>
   Layer.succeed(BatchExecutor, executor)
+
+// ---------------------------------------------------------------- executors of a flow
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const ExecutorTypeId: unique symbol = Symbol.for("effect-batchflow/BatchExecutor/Executor")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type ExecutorTypeId = typeof ExecutorTypeId
+
+/**
+ * An executor of a flow: which targets it writes, and how it is made when the flow starts. Its
+ * services `R` and the errors `E` of making it are the flow layer's requirements and errors.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Executor<out E = never, out R = never> {
+  readonly [ExecutorTypeId]: { readonly _E: (_: never) => E; readonly _R: (_: never) => R }
+  /** Shown in errors and logs, e.g. `postgres`, `redis`, `target:audit`. */
+  readonly name: string
+  /**
+   * Which targets it writes. The flow gives each target to the first executor, in the order given,
+   * that accepts it; `forAll` executors come last whatever their place.
+   */
+  readonly accepts: (target: Target.Any) => boolean
+  /** Whether it accepts every target (`forAll`): tried after all the others. */
+  readonly fallback: boolean
+  /** Makes it when the flow starts, with the flow's configuration (e.g. its retry settings). */
+  readonly make: (config: BatchFlowConfig) => Effect.Effect<BatchExecutor, E, R>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export declare namespace Executor {
+  /**
+   * @since 0.1.0
+   * @category models
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: the widest executor type, for constraints
+  export type Any = Executor<any, any>
+  /**
+   * The errors of making an executor.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  export type Error<X> = X extends Executor<infer E, infer _R> ? E : never
+  /**
+   * The services an executor needs.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  export type Context<X> = X extends Executor<infer _E, infer R> ? R : never
+}
+
+const variance = { _E: (_: never) => _, _R: (_: never) => _ }
+
+/**
+ * Makes an executor of a flow from its parts (what the backends' `executor()` do).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeExecutor = <E, R>(options: {
+  readonly name: string
+  readonly accepts: (target: Target.Any) => boolean
+  readonly make: (config: BatchFlowConfig) => Effect.Effect<BatchExecutor, E, R>
+}): Executor<E, R> => ({
+  [ExecutorTypeId]: variance,
+  name: options.name,
+  accepts: options.accepts,
+  fallback: false,
+  make: options.make
+})
+
+/**
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isExecutor = (u: unknown): u is Executor.Any => Predicate.hasProperty(u, ExecutorTypeId)
+
+/**
+ * The executor of one target of yours: `execute` receives its rows (one flush's rows of the target,
+ * in submission order, never empty) typed as the target's rows, fails with your error type `E`, and
+ * may use services `R`, which the flow's layer requires. `rules` classify `E` (retryable or not,
+ * row-level, unknown outcome) after the flow's `rules` and before the engine's; they are never given
+ * the engine's own errors (an `AttemptTimeout`). An error no rule answers is final, `non_retryable`. The rows array belongs to the flow (see `BatchExecutor.execute`).
+ *
+ * @example
+ * ```ts
+ * import { Data, Effect, Schema } from "effect"
+ * import { BatchExecutor, BatchFlow, Target } from "effect-batchflow"
+ *
+ * class RateLimited extends Data.TaggedError("RateLimited")<{}> {}
+ * const Audit = Target.make("audit", { schema: Schema.Struct({ id: Schema.Number, action: Schema.String }) })
+ *
+ * const AuditWriter = BatchExecutor.forTarget(
+ *   Audit,
+ *   (rows) => (rows.length > 1000 ? Effect.fail(new RateLimited()) : Effect.log(`${rows[0]?.action}`)),
+ *   { rules: [(error) => (error._tag === "RateLimited" ? { retryable: true, reason: "rate_limited" } : undefined)] }
+ * )
+ * const FlowLive = BatchFlow.layer({ executors: [AuditWriter] })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const forTarget = <A, E, R>(
+  target: Target.Target<A>,
+  execute: (rows: ReadonlyArray<A>, attempt: Attempt) => Effect.Effect<void | Partial, E, R>,
+  options?: { readonly rules?: ReadonlyArray<Retry.Rule<NoInfer<E>>> | undefined }
+): Executor<never, R> => {
+  const rules = (options?.rules ?? []).map(
+    (rule): Retry.Rule =>
+      (error) =>
+        Predicate.isTagged(error, "AttemptTimeout") ? undefined : rule(error as E)
+  )
+  return {
+    [ExecutorTypeId]: variance,
+    name: `target:${target.name}`,
+    accepts: (t) => t === target,
+    fallback: false,
+    make: () =>
+      Effect.map(Effect.context<R>(), (context) => {
+        const call = (rows: ReadonlyArray<unknown>, attempt: Attempt | undefined) =>
+          execute(rows as ReadonlyArray<A>, attempt ?? { number: 1, timeoutMillis: Number.POSITIVE_INFINITY })
+        // Services only when it needs some: providing an empty context would cost every call.
+        return {
+          rules,
+          execute:
+            context.unsafeMap.size === 0
+              ? (_target, rows, attempt) => call(rows, attempt) as Effect.Effect<void | Partial, E>
+              : (_target, rows, attempt) => Effect.provide(call(rows, attempt), context)
+        }
+      })
+  }
+}
+
+/**
+ * An executor for every target that no other executor of the flow accepts: e.g. the in-memory
+ * executor of tests, or an untyped function over every target (`make`).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const forAll = (executor: BatchExecutor): Executor => ({
+  [ExecutorTypeId]: variance,
+  name: "all",
+  accepts: () => true,
+  fallback: true,
+  make: () => Effect.succeed(executor)
+})

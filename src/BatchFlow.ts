@@ -7,23 +7,26 @@
  * @since 0.1.0
  */
 
-import type * as Config from "effect/Config"
+import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
-import type { BatchExecutor } from "./BatchExecutor.js"
+import * as BatchExecutor from "./BatchExecutor.js"
 import * as BatchFlowConfig from "./BatchFlowConfig.js"
 import type {
   BatchFailure,
+  BatchFailureOf,
   BatchFlowClosed,
   BatchFlowConfigError,
   BufferFull,
   InvalidRow
 } from "./BatchFlowError.js"
+import { makeMetricsObserver } from "./BatchFlowMetrics.js"
 import * as internal from "./internal/engine/engine.js"
+import { EngineObserver } from "./internal/engine/observer.js"
 import { ErrorClassifier } from "./Retry.js"
 import type * as Target from "./Target.js"
 
@@ -99,7 +102,7 @@ export interface BatchFlow {
   readonly write: <A>(
     target: Target.Target<A>,
     row: A
-  ) => Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull | BatchFailure>
+  ) => Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull | BatchFailureOf<A>>
   /**
    * Writes everything submitted before the call and returns when those writes have finished
    * (committed, or reported as failures: see `failures` and `write`).
@@ -134,54 +137,222 @@ export const BatchFlow: Context.Tag<BatchFlow, BatchFlow> = Context.GenericTag<B
 )
 
 /**
+ * A flow's options: the configuration (`BatchFlowConfig.Options`) and its executors.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<X extends ReadonlyArray<BatchExecutor.Executor.Any>>
+  extends BatchFlowConfig.Options {
+  /**
+   * What writes the rows: each target goes to the first executor that accepts it (a backend's
+   * `executor()` accepts its kind of target, `BatchExecutor.forTarget` one target, `forAll` every
+   * target no other accepts). Their services are the layer's requirements. Rows of a target no
+   * executor accepts are reported with reason `no_executor`.
+   */
+  readonly executors: X
+}
+
+type MakeError<X> = BatchFlowConfigError | BatchExecutor.Executor.Error<X>
+type MakeContext<X> = BatchExecutor.Executor.Context<X>
+
+/** The executors of a flow, made, and the user rules (the option's, then a deprecated `Retry.layer`'s). */
+const start = (
+  options: BatchFlowConfig.Options,
+  executors: ReadonlyArray<BatchExecutor.Executor.Any> | undefined
+) =>
+  Effect.gen(function* () {
+    const config = yield* BatchFlowConfig.make(options)
+    const ordered =
+      executors === undefined
+        ? undefined
+        : [...executors.filter((e) => !e.fallback), ...executors.filter((e) => e.fallback)]
+    const made =
+      ordered === undefined
+        ? [{ name: "BatchExecutor", accepts: () => true, executor: yield* BatchExecutor.BatchExecutor }]
+        : yield* Effect.forEach(ordered, (e) =>
+            Effect.map(e.make(config), (executor) => ({ name: e.name, accepts: e.accepts, executor }))
+          )
+    const classifier = yield* Effect.serviceOption(ErrorClassifier)
+    const rules = classifier._tag === "Some" ? [...config.rules, ...classifier.value.rules] : config.rules
+    const engine = internal.make(config, made, rules)
+    const metrics = config.metrics
+    const running = yield* metrics === undefined
+      ? engine
+      : Effect.provideService(engine, EngineObserver, makeMetricsObserver(metrics))
+    const flow: BatchFlow = {
+      [TypeId]: TypeId,
+      submit: (target, row) => running.submit(target, row),
+      trySubmit: (target, row) => running.trySubmit(target, row),
+      submitAll: (target, rows) => running.submitAll(target, rows),
+      unsafeOffer: (target, row) => running.unsafeOffer(target, row),
+      write: (target, row) => running.write(target, row) as never,
+      flush: running.flush,
+      close: running.close,
+      awaitDone: running.awaitDone,
+      isDone: running.isDone,
+      failures: running.failures,
+      stats: running.stats,
+      ...internal.offerNowEntry(running)
+    }
+    return flow
+  })
+
+/**
  * Starts a flow in the current scope. Closing the scope closes the flow (see `close`).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (
-  options: BatchFlowConfig.Options = {}
-): Effect.Effect<BatchFlow, BatchFlowConfigError, BatchExecutor | Scope.Scope> =>
-  Effect.gen(function* () {
-    const config = yield* BatchFlowConfig.make(options)
-    const classifier = yield* Effect.serviceOption(ErrorClassifier)
-    const engine = yield* internal.make(config, classifier._tag === "Some" ? classifier.value.rules : [])
-    return {
-      [TypeId]: TypeId,
-      submit: (target, row) => engine.submit(target, row),
-      trySubmit: (target, row) => engine.trySubmit(target, row),
-      submitAll: (target, rows) => engine.submitAll(target, rows),
-      unsafeOffer: (target, row) => engine.unsafeOffer(target, row),
-      write: (target, row) => engine.write(target, row),
-      flush: engine.flush,
-      close: engine.close,
-      awaitDone: engine.awaitDone,
-      isDone: engine.isDone,
-      failures: engine.failures,
-      stats: engine.stats,
-      ...internal.offerNowEntry(engine)
-    }
-  })
+export const make: {
+  /** A flow writing through its `executors`, whose services it requires. */
+  <const X extends ReadonlyArray<BatchExecutor.Executor.Any>>(
+    options: Options<X>
+  ): Effect.Effect<BatchFlow, MakeError<X[number]>, MakeContext<X[number]> | Scope.Scope>
+  /**
+   * @deprecated Without `executors`, the flow writes every target with the `BatchExecutor` service:
+   * give it `executors` instead (see the migration note in `docs/api/reference.md`).
+   */
+  (
+    options?: BatchFlowConfig.Options
+  ): Effect.Effect<BatchFlow, BatchFlowConfigError, BatchExecutor.BatchExecutor | Scope.Scope>
+} = (
+  options: BatchFlowConfig.Options & { readonly executors?: ReadonlyArray<BatchExecutor.Executor.Any> } = {}
+) => start(options, options.executors) as never
 
 /**
- * A scoped layer: building it starts the engine, releasing it closes the flow. Needs a
- * `BatchExecutor` (and uses an `ErrorClassifier` if one is provided).
+ * A scoped layer: building it makes the executors and starts the engine, releasing it closes the
+ * flow. Requires the services of its executors.
+ *
+ * @example
+ * ```ts
+ * import { PgClient } from "@effect/sql-pg"
+ * import { Layer, Redacted } from "effect"
+ * import { BatchFlow } from "effect-batchflow"
+ * import * as Postgres from "effect-batchflow/Postgres"
+ * import * as Redis from "effect-batchflow/Redis"
+ *
+ * // Tables go to PostgreSQL, Redis targets to Redis, in one flow.
+ * const FlowLive = BatchFlow.layer({ executors: [Postgres.executor(), Redis.executor()], flushSize: 500 }).pipe(
+ *   Layer.provide(PgClient.layer({ url: Redacted.make("postgres://postgres@127.0.0.1:5432/test") })),
+ *   Layer.provide(Redis.layerClientConfig())
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (
-  options: BatchFlowConfig.Options = {}
-): Layer.Layer<BatchFlow, BatchFlowConfigError, BatchExecutor> => Layer.scoped(BatchFlow, make(options))
+export const layer: {
+  <const X extends ReadonlyArray<BatchExecutor.Executor.Any>>(
+    options: Options<X>
+  ): Layer.Layer<BatchFlow, MakeError<X[number]>, MakeContext<X[number]>>
+  /** @deprecated Give the flow `executors` (see `make`). */
+  (
+    options?: BatchFlowConfig.Options
+  ): Layer.Layer<BatchFlow, BatchFlowConfigError, BatchExecutor.BatchExecutor>
+} = (options?: BatchFlowConfig.Options) => Layer.scoped(BatchFlow, make(options)) as never
 
 /**
- * Like `layer`, with options read from Effect `Config` (by default `BatchFlowConfig.config`, i.e. the
- * `BATCHFLOW_*` environment variables).
+ * Like `layer`, with the configuration read from Effect `Config` (by default
+ * `BatchFlowConfig.config`, i.e. the `BATCHFLOW_*` environment variables) and merged over the
+ * options given here.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig = (
-  config: Config.Config<BatchFlowConfig.Options> = BatchFlowConfig.config
-): Layer.Layer<BatchFlow, BatchFlowConfigError | ConfigError.ConfigError, BatchExecutor> =>
-  Layer.scoped(BatchFlow, Effect.flatMap(config, make))
+export const layerConfig: {
+  <const X extends ReadonlyArray<BatchExecutor.Executor.Any>>(
+    options: Options<X>,
+    config?: Config.Config<BatchFlowConfig.Options>
+  ): Layer.Layer<BatchFlow, MakeError<X[number]> | ConfigError.ConfigError, MakeContext<X[number]>>
+  /** @deprecated Give the flow `executors`: `layerConfig({ executors }, config)`. */
+  (
+    config?: Config.Config<BatchFlowConfig.Options>
+  ): Layer.Layer<BatchFlow, BatchFlowConfigError | ConfigError.ConfigError, BatchExecutor.BatchExecutor>
+} = (
+  first?: Config.Config<BatchFlowConfig.Options> | Options<ReadonlyArray<BatchExecutor.Executor.Any>>,
+  second?: Config.Config<BatchFlowConfig.Options>
+) => {
+  const [options, config] = Config.isConfig(first)
+    ? [{}, first]
+    : [first ?? {}, second ?? BatchFlowConfig.config]
+  return Layer.scoped(
+    BatchFlow,
+    Effect.flatMap(config, (read) => make(BatchFlowConfig.merge(options, read) as never))
+  ) as never
+}
+
+/**
+ * The class of a flow declared as its own service (`Tag`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TagClass<Self, Id extends string> extends Context.TagClass<Self, Id, BatchFlow> {
+  /** A scoped layer of this flow (see `layer`). */
+  readonly layer: <const X extends ReadonlyArray<BatchExecutor.Executor.Any>>(
+    options: Options<X>
+  ) => Layer.Layer<Self, MakeError<X[number]>, MakeContext<X[number]>>
+  /** Like `layer`, with the configuration read from `Config` (see `layerConfig`). */
+  readonly layerConfig: <const X extends ReadonlyArray<BatchExecutor.Executor.Any>>(
+    options: Options<X>,
+    config?: Config.Config<BatchFlowConfig.Options>
+  ) => Layer.Layer<Self, MakeError<X[number]> | ConfigError.ConfigError, MakeContext<X[number]>>
+}
+
+/**
+ * Declares a flow as a service of its own, as `@effect/sql` declares clients: for several
+ * independent flows in one program (different flush sizes, concurrency, executors), each with its
+ * own buffer, workers and close.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { BatchExecutor, BatchFlow } from "effect-batchflow"
+ *
+ * class Events extends BatchFlow.Tag("app/Events")<Events>() {}
+ * class Audit extends BatchFlow.Tag("app/Audit")<Audit>() {}
+ *
+ * const EventsLive = Events.layer({ executors: [BatchExecutor.forAll(BatchExecutor.memory())], flushSize: 5000 })
+ * const AuditLive = Audit.layer({ executors: [BatchExecutor.forAll(BatchExecutor.memory())], concurrency: 1 })
+ *
+ * const program = Effect.gen(function* () {
+ *   const events = yield* Events
+ *   const audit = yield* Audit
+ *   yield* events.flush
+ *   yield* audit.flush
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const Tag =
+  <const Id extends string>(id: Id) =>
+  <Self>(): TagClass<Self, Id> => {
+    const tag = Context.Tag(id)<Self, BatchFlow>()
+    return Object.assign(tag, {
+      layer: (options: Options<ReadonlyArray<BatchExecutor.Executor.Any>>) =>
+        Layer.scoped(tag, make(options) as never),
+      layerConfig: (
+        options: Options<ReadonlyArray<BatchExecutor.Executor.Any>>,
+        config: Config.Config<BatchFlowConfig.Options> = BatchFlowConfig.config
+      ) =>
+        Layer.scoped(
+          tag,
+          Effect.flatMap(config, (read) => make(BatchFlowConfig.merge(options, read)) as never)
+        )
+    }) as never
+  }
+
+/**
+ * Whether a failure is of this target, narrowing its rows to the target's row type (e.g. in a
+ * `failures` reader or an `onFailure` handler).
+ *
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isFailureOf =
+  <A>(target: Target.Target<A>) =>
+  (failure: BatchFailure): failure is BatchFailureOf<A> =>
+    failure.target === target.name

@@ -60,6 +60,25 @@ export const deadLetterTo = <D>(
 ): DeadLetterOptions => ({ target, toRow })
 
 /**
+ * The labels of the flow's metrics (`metrics` option).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MetricsOptions {
+  /** The `database` label on every metric (the seed's). Default `unknown`. */
+  readonly database?: string | undefined
+  /** The `instance_id` label on every metric; absent when not given. Give each flow its own. */
+  readonly instanceId?: string | undefined
+  /**
+   * Add a `target` label to `batch_size`, `execute_duration_seconds` and `errors_total` (the seed's
+   * optional `table` label). Off by default: one series per target. The `batchflow_target_*`
+   * metrics always carry it.
+   */
+  readonly includeTarget?: boolean | undefined
+}
+
+/**
  * Retry settings: see `Retry.Options`.
  *
  * @since 0.1.0
@@ -120,6 +139,16 @@ export interface BatchFlowConfig {
   /** See `DeadLetterOptions`; none by default. */
   readonly deadLetter: DeadLetterOptions | undefined
   /**
+   * Your classification rules, tried in order before the executors' own rules and the engine's (see
+   * `Retry`). None by default.
+   */
+  readonly rules: ReadonlyArray<Retry.Rule>
+  /**
+   * Whether the flow updates the metrics of `BatchFlowMetrics`, and their labels (`true` for the
+   * default labels). Off by default.
+   */
+  readonly metrics: MetricsOptions | undefined
+  /**
    * An executor call (retries and backoff included) that takes at least this long is logged as a
    * warning. Default 5 s; > 0, or infinity to turn the warning off.
    */
@@ -169,6 +198,8 @@ export interface Options {
   readonly failureBufferSize?: number | undefined
   readonly onFailure?: ((failure: BatchFailure) => Effect.Effect<void, unknown>) | undefined
   readonly deadLetter?: DeadLetterOptions | undefined
+  readonly rules?: ReadonlyArray<Retry.Rule> | undefined
+  readonly metrics?: boolean | MetricsOptions | undefined
   readonly slowBatchThreshold?: Duration.DurationInput | undefined
   readonly logRowValues?: boolean | undefined
   readonly sensitiveColumns?: ReadonlyArray<string> | undefined
@@ -196,6 +227,8 @@ export const defaults: BatchFlowConfig = {
   failureBufferSize: 1024,
   onFailure: undefined,
   deadLetter: undefined,
+  rules: [],
+  metrics: undefined,
   slowBatchThreshold: Duration.seconds(5),
   logRowValues: false,
   sensitiveColumns: ["password", "token", "secret", "email", "phone"]
@@ -302,6 +335,16 @@ export const make = (options: Options = {}): Effect.Effect<BatchFlowConfig, Batc
         "{ target, toRow } with a target and a function"
       )
     }
+    const rules = options.rules ?? defaults.rules
+    if (!Array.isArray(rules) || !rules.every((rule) => typeof rule === "function"))
+      return yield* invalid("rules", String(rules), "a list of functions from an error to a classification")
+    const metrics = options.metrics ?? false
+    if (typeof metrics !== "boolean" && (typeof metrics !== "object" || metrics === null))
+      return yield* invalid(
+        "metrics",
+        String(metrics),
+        "true, false or the labels { database, instanceId, includeTarget }"
+      )
     const logRowValues = options.logRowValues ?? defaults.logRowValues
     if (typeof logRowValues !== "boolean")
       return yield* invalid("logRowValues", logRowValues, "true or false")
@@ -317,6 +360,8 @@ export const make = (options: Options = {}): Effect.Effect<BatchFlowConfig, Batc
       )
     }
     return {
+      rules,
+      metrics: metrics === true ? {} : metrics === false ? undefined : metrics,
       slowBatchThreshold,
       logRowValues,
       sensitiveColumns: sensitiveColumns.map((entry) => entry.trim()),
@@ -394,3 +439,19 @@ export const config: Config.Config<Options> = Config.nested(
   }),
   "BATCHFLOW"
 )
+
+const defined = <A extends object>(record: A | undefined): Partial<A> =>
+  Object.fromEntries(Object.entries(record ?? {}).filter(([, value]) => value !== undefined)) as Partial<A>
+
+/**
+ * Options read from `Config` over options given in code: every value that was read wins, one that
+ * was not (`undefined`) leaves the code's, field by field (`retry` too).
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const merge = <O extends Options>(options: O, read: Options): O => ({
+  ...options,
+  ...defined(read),
+  retry: { ...options.retry, ...defined(read.retry) }
+})

@@ -40,6 +40,7 @@ export type BatchFlowError =
   | BatchFlowConfigError
   | AttemptTimeout
   | ExecutorError
+  | NoExecutor
 
 /**
  * `submit`, `submitAll` or `write` was called after `close` started (or the scope closed). The row
@@ -282,4 +283,36 @@ export class ExecutorError extends Schema.TaggedError<ExecutorError>()("Executor
 }) {
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
+}
+
+/**
+ * No executor of the flow accepts the target (e.g. a Redis target in a flow given only
+ * `Postgres.executor()`): its rows are reported with reason `no_executor`, never retried.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class NoExecutor extends Schema.TaggedError<NoExecutor>()("NoExecutor", {
+  target: Schema.String,
+  /** The names of the flow's executors. */
+  executors: Schema.Array(Schema.String)
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId]: TypeId = TypeId
+  /** @since 0.1.0 */
+  override get message(): string {
+    const have = this.executors.length === 0 ? "none" : this.executors.join(", ")
+    return `No executor of this flow writes target "${this.target}" (the flow's executors: ${have}). Add one that accepts it to the flow's \`executors\` (a backend's \`executor()\` or \`BatchExecutor.forTarget\`).`
+  }
+}
+
+/**
+ * A `BatchFailure` of a known target, with its rows typed: what `write` fails with, and what
+ * `BatchFlow.isFailureOf` narrows to.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BatchFailureOf<A> extends BatchFailure {
+  readonly rows: ReadonlyArray<A>
 }

@@ -17,6 +17,7 @@ import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import type * as BatchFlowConfig from "./BatchFlowConfig.js"
 import { make as makeObserver } from "./internal/engine/metricsObserver.js"
 import * as observer from "./internal/engine/observer.js"
 
@@ -416,66 +417,66 @@ export const metricNames: ReadonlyArray<string> = names
 // ---------------------------------------------------------------- layer
 
 /**
+ * The labels: see `BatchFlowConfig.MetricsOptions`.
+ *
  * @since 0.1.0
  * @category models
  */
-export interface Options {
-  /** The `database` label on every metric (the seed's). Default `unknown`. */
-  readonly database?: string | undefined
-  /** The `instance_id` label on every metric; absent when not given. Give each flow its own. */
-  readonly instanceId?: string | undefined
-  /**
-   * Add a `target` label to `batch_size`, `execute_duration_seconds` and `errors_total` (the seed's
-   * optional `table` label). Off by default: one series per target. The `batchflow_target_*`
-   * metrics always carry it.
-   */
-  readonly includeTarget?: boolean | undefined
-}
+export type Options = BatchFlowConfig.MetricsOptions
 
 /**
  * A layer that makes every flow built with it update the metrics of this module. Provide it to the
  * flow's layer (`BatchFlow.layer(...).pipe(Layer.provide(BatchFlowMetrics.layer(...)))`). The gauges
  * are per label set: two flows with the same `database` and `instance_id` overwrite each other's.
  *
+ * @deprecated Give the flow the option instead: `BatchFlow.layer({ metrics: { database: "pg" } })`.
+ * This layer is looked up as an optional service: provided in the wrong place it is ignored, with no
+ * type error.
  * @since 0.1.0
  * @category layers
  */
 export const layer = (options: Options = {}): Layer.Layer<observer.EngineObserver> =>
-  Layer.sync(observer.EngineObserver, () =>
-    makeObserver(
-      {
-        enqueueLatency,
-        queueLength,
-        submitRejected,
-        flushes,
-        flushSize,
-        groupsPerFlush,
-        dequeueLatency,
-        oldestRowWait,
-        batchAssembleDuration,
-        processDuration,
-        dropped,
-        batchSize,
-        executeDuration,
-        inflightBatches,
-        executorConcurrency,
-        errors,
-        targetRows,
-        targetLateRows,
-        targetRetries,
-        targetFailures,
-        operationGeneratedItems,
-        operationGeneratedArgs,
-        sqlGeneratedRows,
-        sqlGeneratedArgs,
-        sqlDeduplicatedRows
-      },
-      {
-        database: options.database ?? "unknown",
-        instanceId: options.instanceId,
-        includeTarget: options.includeTarget ?? false
-      }
-    )
+  Layer.sync(observer.EngineObserver, () => makeMetricsObserver(options))
+
+/**
+ * The observer that updates these metrics (the flow's `metrics` option).
+ *
+ * @internal
+ */
+export const makeMetricsObserver = (options: Options): observer.Observer =>
+  makeObserver(
+    {
+      enqueueLatency,
+      queueLength,
+      submitRejected,
+      flushes,
+      flushSize,
+      groupsPerFlush,
+      dequeueLatency,
+      oldestRowWait,
+      batchAssembleDuration,
+      processDuration,
+      dropped,
+      batchSize,
+      executeDuration,
+      inflightBatches,
+      executorConcurrency,
+      errors,
+      targetRows,
+      targetLateRows,
+      targetRetries,
+      targetFailures,
+      operationGeneratedItems,
+      operationGeneratedArgs,
+      sqlGeneratedRows,
+      sqlGeneratedArgs,
+      sqlDeduplicatedRows
+    },
+    {
+      database: options.database ?? "unknown",
+      instanceId: options.instanceId,
+      includeTarget: options.includeTarget ?? false
+    }
   )
 
 /**

@@ -29,7 +29,7 @@ import type * as BatchExecutor from "./BatchExecutor.js"
 import type * as BatchFlow from "./BatchFlow.js"
 import * as BatchFlowConfig from "./BatchFlowConfig.js"
 import type { BatchFlowConfigError } from "./BatchFlowError.js"
-import * as executor from "./internal/sql/executor.js"
+import * as internal from "./internal/sql/executor.js"
 import { classifyMysql } from "./internal/sql/rules.js"
 import type * as Retry from "./Retry.js"
 import type * as Sql from "./Sql.js"
@@ -91,7 +91,7 @@ export interface Options extends BatchFlowConfig.Options, StatementOptions {}
 export const layer = (
   options: Options = {}
 ): Layer.Layer<BatchFlow.BatchFlow, BatchFlowConfigError | Sql.UnsupportedDialect, SqlClient.SqlClient> =>
-  executor.layer(options, "mysql")
+  internal.layer(options, "mysql")
 
 /**
  * Like `layer`, with the flow options read from Effect `Config` (default: the `BATCHFLOW_*`
@@ -107,18 +107,30 @@ export const layerConfig = (
   BatchFlow.BatchFlow,
   BatchFlowConfigError | ConfigError.ConfigError | Sql.UnsupportedDialect,
   SqlClient.SqlClient
-> => executor.layerConfig(statement, config, "mysql")
+> => internal.layerConfig(statement, config, "mysql")
 
 /**
- * The executor alone, for composing with `BatchFlow.layer` yourself.
+ * The executor of a flow that writes every `Table` through the `SqlClient` (whose dialect must be
+ * mysql): give it to `BatchFlow.layer({ executors: [...] })`, beside executors of other backends.
  *
+ * @since 0.1.0
+ * @category executors
+ */
+export const executor = (
+  options: StatementOptions = {}
+): BatchExecutor.Executor<Sql.UnsupportedDialect, SqlClient.SqlClient> => internal.executor(options, "mysql")
+
+/**
+ * The executor alone, as the `BatchExecutor` service.
+ *
+ * @deprecated Give the flow `executors: [executor(options)]` instead.
  * @since 0.1.0
  * @category layers
  */
 export const layerExecutor = (
   options: StatementOptions = {}
 ): Layer.Layer<BatchExecutor.BatchExecutor, Sql.UnsupportedDialect, SqlClient.SqlClient> =>
-  executor.layerExecutor(options, "mysql")
+  internal.layerExecutor(options, "mysql")
 
 /**
  * The executor alone, as an effect (for calling `execute` yourself, e.g. in tests).
@@ -129,7 +141,7 @@ export const layerExecutor = (
 export const makeExecutor = (
   options: StatementOptions = {}
 ): Effect.Effect<BatchExecutor.BatchExecutor, Sql.UnsupportedDialect, SqlClient.SqlClient> =>
-  executor.make(options, "mysql")
+  internal.make(options, "mysql")
 
 /**
  * How a server error number (or a mysql2 client code) is treated: e.g. `1213` → retryable

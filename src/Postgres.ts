@@ -28,7 +28,7 @@ import type * as BatchExecutor from "./BatchExecutor.js"
 import type * as BatchFlow from "./BatchFlow.js"
 import * as BatchFlowConfig from "./BatchFlowConfig.js"
 import type { BatchFlowConfigError } from "./BatchFlowError.js"
-import * as executor from "./internal/sql/executor.js"
+import * as internal from "./internal/sql/executor.js"
 import { classifyPg } from "./internal/sql/rules.js"
 import type * as Retry from "./Retry.js"
 import type * as Sql from "./Sql.js"
@@ -77,7 +77,7 @@ export interface Options extends BatchFlowConfig.Options, StatementOptions {}
 export const layer = (
   options: Options = {}
 ): Layer.Layer<BatchFlow.BatchFlow, BatchFlowConfigError | Sql.UnsupportedDialect, SqlClient.SqlClient> =>
-  executor.layer(options, "pg")
+  internal.layer(options, "pg")
 
 /**
  * Like `layer`, with the flow options read from Effect `Config` (default: the `BATCHFLOW_*`
@@ -93,18 +93,30 @@ export const layerConfig = (
   BatchFlow.BatchFlow,
   BatchFlowConfigError | ConfigError.ConfigError | Sql.UnsupportedDialect,
   SqlClient.SqlClient
-> => executor.layerConfig(statement, config, "pg")
+> => internal.layerConfig(statement, config, "pg")
 
 /**
- * The executor alone, for composing with `BatchFlow.layer` yourself.
+ * The executor of a flow that writes every `Table` through the `SqlClient` (whose dialect must be
+ * pg): give it to `BatchFlow.layer({ executors: [...] })`, beside executors of other backends.
  *
+ * @since 0.1.0
+ * @category executors
+ */
+export const executor = (
+  options: StatementOptions = {}
+): BatchExecutor.Executor<Sql.UnsupportedDialect, SqlClient.SqlClient> => internal.executor(options, "pg")
+
+/**
+ * The executor alone, as the `BatchExecutor` service.
+ *
+ * @deprecated Give the flow `executors: [executor(options)]` instead.
  * @since 0.1.0
  * @category layers
  */
 export const layerExecutor = (
   options: StatementOptions = {}
 ): Layer.Layer<BatchExecutor.BatchExecutor, Sql.UnsupportedDialect, SqlClient.SqlClient> =>
-  executor.layerExecutor(options, "pg")
+  internal.layerExecutor(options, "pg")
 
 /**
  * The executor alone, as an effect (for calling `execute` yourself, e.g. in tests).
@@ -115,7 +127,7 @@ export const layerExecutor = (
 export const makeExecutor = (
   options: StatementOptions = {}
 ): Effect.Effect<BatchExecutor.BatchExecutor, Sql.UnsupportedDialect, SqlClient.SqlClient> =>
-  executor.make(options, "pg")
+  internal.make(options, "pg")
 
 /**
  * How a SQLSTATE is treated: e.g. `40P01` → retryable `deadlock`, `23502` → row-level `not_null`.

@@ -143,12 +143,12 @@ export const make = (
 
 /**
  * A scoped layer serving the process's Effect metrics as Prometheus text on `http://host:port/path`.
- * Combine it with `BatchFlowMetrics.layer` so that flows record metrics.
+ * Flows record metrics when given the `metrics` option.
  *
  * @example
  * ```ts
- * const Observability = Layer.merge(Prometheus.layer({ port: 9464 }), BatchFlowMetrics.layer({ database: "postgres" }))
- * const Flow = BatchFlow.layer().pipe(Layer.provide(Postgres.layer(...)), Layer.provide(Observability))
+ * const FlowLive = Postgres.layer({ metrics: { database: "postgres" } }).pipe(Layer.provide(PgLive))
+ * const MainLive = Layer.merge(FlowLive, Prometheus.layer({ port: 9464 }))
  * ```
  *
  * @since 0.1.0

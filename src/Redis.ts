@@ -14,13 +14,13 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { Redis as IORedis } from "ioredis"
-import { BatchExecutor } from "./BatchExecutor.js"
+import * as BatchExecutor from "./BatchExecutor.js"
 import * as BatchFlow from "./BatchFlow.js"
 import * as BatchFlowConfig from "./BatchFlowConfig.js"
 import type { BatchFlowConfigError } from "./BatchFlowError.js"
 import * as client from "./internal/redis/client.js"
 import * as errors from "./internal/redis/errors.js"
-import * as executor from "./internal/redis/executor.js"
+import * as internal from "./internal/redis/executor.js"
 import * as helpers from "./internal/redis/helpers.js"
 import * as targets from "./internal/redis/targets.js"
 import type * as Retry from "./Retry.js"
@@ -263,8 +263,8 @@ export interface ExecutorOptions {
  * @since 0.1.0
  * @category models
  */
-export interface RedisExecutor extends BatchExecutor {
-  readonly stats: Effect.Effect<executor.Stats>
+export interface RedisExecutor extends BatchExecutor.BatchExecutor {
+  readonly stats: Effect.Effect<internal.Stats>
 }
 
 /**
@@ -291,13 +291,43 @@ export const makeExecutor = (
   Effect.gen(function* () {
     const { connection } = yield* RedisClient
     const config = yield* BatchFlowConfig.make({ retry: options.retry })
-    return executor.make(connection, {
-      transaction: options.transaction ?? false,
-      fusion: options.fusion ?? true,
-      retry: config.retry,
-      markerPrefix: options.markerPrefix ?? "batchflow:tx:",
-      markerTtlSeconds: options.markerTtlSeconds ?? 600
-    })
+    return executorWith(connection, options, config.retry)
+  })
+
+const executorWith = (
+  connection: client.Connection,
+  options: ExecutorOptions,
+  retry: BatchFlowConfig.RetryOptions
+): RedisExecutor =>
+  internal.make(connection, {
+    transaction: options.transaction ?? false,
+    fusion: options.fusion ?? true,
+    retry,
+    markerPrefix: options.markerPrefix ?? "batchflow:tx:",
+    markerTtlSeconds: options.markerTtlSeconds ?? 600
+  })
+
+const fromExecutor = (redisExecutor: RedisExecutor): BatchExecutor.Executor =>
+  BatchExecutor.makeExecutor({
+    name: "redis",
+    accepts: isRedisTarget,
+    make: () => Effect.succeed(redisExecutor)
+  })
+
+/**
+ * The executor of a flow that writes every Redis target (`set`, `hset`, `command`, …) through the
+ * `RedisClient`: give it to `BatchFlow.layer({ executors: [...] })`, beside executors of other
+ * backends. Its per-command retries use the flow's retry settings.
+ *
+ * @since 0.1.0
+ * @category executors
+ */
+export const executor = (options: ExecutorOptions = {}): BatchExecutor.Executor<never, RedisClient> =>
+  BatchExecutor.makeExecutor({
+    name: "redis",
+    accepts: isRedisTarget,
+    make: (config) =>
+      Effect.map(RedisClient, ({ connection }) => executorWith(connection, options, config.retry))
   })
 
 /**
@@ -337,7 +367,7 @@ export const layer = (
   Layer.scopedContext(
     Effect.gen(function* () {
       const redisExecutor = yield* makeExecutor(options)
-      const flow = yield* BatchFlow.make(options).pipe(Effect.provideService(BatchExecutor, redisExecutor))
+      const flow = yield* BatchFlow.make({ ...options, executors: [fromExecutor(redisExecutor)] })
       return Context.make(BatchFlow.BatchFlow, flow).pipe(Context.add(RedisExecutor, redisExecutor))
     })
   )
@@ -359,16 +389,19 @@ export const layerConfig = (
 > => Layer.unwrapEffect(Effect.map(config, (flowOptions) => layer({ ...flowOptions, ...options })))
 
 /**
- * The executor alone, as a `BatchExecutor` (and `RedisExecutor`), for `BatchFlow.layer`.
+ * The executor alone, as the `BatchExecutor` service (and `RedisExecutor`).
  *
+ * @deprecated Give the flow `executors: [executor(options)]` instead.
  * @since 0.1.0
  * @category layers
  */
 export const layerExecutor = (
   options: ExecutorOptions & { readonly retry?: BatchFlowConfig.Options["retry"] } = {}
-): Layer.Layer<BatchExecutor | RedisExecutor, BatchFlowConfigError, RedisClient> =>
+): Layer.Layer<BatchExecutor.BatchExecutor | RedisExecutor, BatchFlowConfigError, RedisClient> =>
   Layer.effectContext(
     Effect.map(makeExecutor(options), (e) =>
-      Context.make(BatchExecutor, e as BatchExecutor).pipe(Context.add(RedisExecutor, e))
+      Context.make(BatchExecutor.BatchExecutor, e as BatchExecutor.BatchExecutor).pipe(
+        Context.add(RedisExecutor, e)
+      )
     )
   )

@@ -43,7 +43,7 @@ export interface Classification {
  * @since 0.1.0
  * @category models
  */
-export type Rule = (error: unknown) => Classification | undefined
+export type Rule<E = unknown> = (error: E) => Classification | undefined
 
 /**
  * The answer for errors no rule knows: not retried, reason `non_retryable`. Retrying an unknown error
@@ -106,7 +106,8 @@ export const classifyWith =
   }
 
 /**
- * A service with user rules for classifying executor errors. The engine asks these rules first, then
+ * A service with user rules for classifying executor errors (see `layer`, deprecated: use the flow's
+ * `rules` option). The engine asks these rules first, then
  * the executor's own rules (database-specific, shipped with each backend), then `engineRule`.
  *
  * @since 0.1.0
@@ -120,16 +121,8 @@ export class ErrorClassifier extends Context.Tag("effect-batchflow/Retry/ErrorCl
 /**
  * Provides user classification rules, tried in order before the backend's and the engine's.
  *
- * @example
- * ```ts
- * import { Retry } from "effect-batchflow"
- *
- * const rules = Retry.layer((error) =>
- *   error instanceof Error && error.message.includes("rate limited")
- *     ? { retryable: true, reason: "rate_limited" }
- *     : undefined
- * )
- * ```
+ * @deprecated Give the flow its rules: `BatchFlow.layer({ rules: [...], executors })`. This layer is
+ * looked up as an optional service: provided in the wrong place it is ignored, with no type error.
  *
  * @since 0.1.0
  * @category layers

@@ -7,13 +7,12 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as BatchExecutor from "../BatchExecutor.js"
 import * as BatchFlow from "../BatchFlow.js"
 import * as Target from "../Target.js"
 import { type Harness, integrityOf, type MakeHarness, tamperedIds } from "./harness.js"
 import { countingSink, plainBatcher, rowsOf } from "./raw.js"
-import { type BenchRow, BenchRowSchema, flowOptions, makeRow } from "./workload.js"
+import { BenchRowSchema, flowOptions, makeRow } from "./workload.js"
 
 const Events = Target.make("bench_events", { schema: BenchRowSchema, key: ["id"] })
 
@@ -24,16 +23,12 @@ const Events = Target.make("bench_events", { schema: BenchRowSchema, key: ["id"]
 export const make: MakeHarness = (spec) =>
   Effect.sync(() => {
     const sink = countingSink()
-    const executor = BatchExecutor.make((_target, rows) =>
-      Effect.sync(() => sink.accept(rows as ReadonlyArray<BenchRow>))
-    )
+    const executor = BatchExecutor.forTarget(Events, (rows) => Effect.sync(() => sink.accept(rows)))
     const harness: Harness = {
       description: "no database (W0): an executor that counts rows and returns",
       flowDescription: `BatchFlow.layer with an executor that counts rows, ${spec.submitAll ? "submitAll" : "per-row submit"} from ${spec.producers} producers`,
       notes: [],
-      flowLayer: BatchFlow.layer(flowOptions(spec)).pipe(
-        Layer.provide(Layer.succeed(BatchExecutor.BatchExecutor, executor))
-      ),
+      flowLayer: BatchFlow.layer({ ...flowOptions(spec), executors: [executor] }),
       ops: (flow) => ({
         submit: (id) => flow.submit(Events, makeRow(id)),
         submitAll: (first, last) => flow.submitAll(Events, rowsOf(first, last)),

@@ -12,13 +12,14 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
-import { type BatchExecutor, isPartial, type Partial } from "../../BatchExecutor.js"
+import { isPartial, type Partial } from "../../BatchExecutor.js"
 import type { BatchFlowConfig } from "../../BatchFlowConfig.js"
 import { AttemptTimeout } from "../../BatchFlowError.js"
 import * as Retry from "../../Retry.js"
 import type * as Target from "../../Target.js"
 import type { Classified, Part } from "./group.js"
 import type { Observer } from "./observer.js"
+import type { Routes } from "./routes.js"
 import { isLiveClock, runAttempt } from "./timeout.js"
 
 const defectReason: Retry.Classification = { retryable: false, reason: "defect" }
@@ -33,10 +34,10 @@ export class Attempts {
 
   constructor(
     private readonly config: BatchFlowConfig,
-    private readonly executor: BatchExecutor,
+    /** Which executor writes each target, and how its errors are classified. */
+    private readonly routes: Routes,
     /** `concurrency` permits, one per running attempt: none is held while backing off. */
     private readonly semaphore: Effect.Semaphore,
-    private readonly classify: (error: unknown) => Retry.Classification,
     private readonly observer: Observer,
     private readonly clock: Clock.Clock,
     /** Executor calls taking at least this long (retries included) are logged as a warning. */
@@ -77,7 +78,7 @@ export class Attempts {
    * the part as maybe written, and is final unless the target's writes are idempotent.
    */
   private classifyFor(target: Target.Any, part: Part, error: unknown): Retry.Classification {
-    const classification = this.classify(error)
+    const classification = this.routes.of(target).classify(error)
     if (classification.unknownOutcome !== true) return classification
     part.maybeWritten = true
     return target.idempotentWrites ? classification : Retry.unknownOutcome
@@ -97,10 +98,11 @@ export class Attempts {
       plainTimer: this.plainTimer
     }
     const onLate = (exit: Exit.Exit<void | Partial, unknown>) => this.late(target, part, exit)
+    const executor = this.routes.of(target).executor
     const attemptOnce = Effect.suspend(() => {
       if (part.attempts++ === 0) part.startedAt = this.clock.unsafeCurrentTimeMillis()
       return runAttempt(
-        this.executor.execute(target, part.rows, { number: part.attempts, timeoutMillis }),
+        executor.execute(target, part.rows, { number: part.attempts, timeoutMillis }),
         deadline,
         onLate,
         (running) => {

@@ -25,10 +25,10 @@ import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Tracer from "effect/Tracer"
-import { BatchExecutor, isPartial } from "../../BatchExecutor.js"
+import { isPartial } from "../../BatchExecutor.js"
 import type { BatchFlowConfig } from "../../BatchFlowConfig.js"
 import { type BatchFailure, BatchFlowClosed, BufferFull, type InvalidRow } from "../../BatchFlowError.js"
-import * as Retry from "../../Retry.js"
+import type * as Retry from "../../Retry.js"
 import type * as Target from "../../Target.js"
 import * as Redact from "../rows/redact.js"
 import { withIndex, withValue } from "../rows/validate.js"
@@ -41,6 +41,7 @@ import { type Ack, type Classified, type Group, makeGroup, type Part, slicePart 
 import { Inline } from "./inline.js"
 import { EngineObserver, type FlushTrigger, noop as noopObserver, type Observer } from "./observer.js"
 import { KeyOrdering } from "./ordering.js"
+import { type Made, Routes } from "./routes.js"
 import { Settlement } from "./settle.js"
 import type { Stats } from "./stats.js"
 import { isLiveClock } from "./timeout.js"
@@ -106,8 +107,7 @@ export class Engine {
 
   constructor(
     private readonly config: BatchFlowConfig,
-    executor: BatchExecutor,
-    userRules: ReadonlyArray<Retry.Rule>,
+    routes: Routes,
     semaphore: Effect.Semaphore,
     private readonly failureBox: Mailbox.Mailbox<BatchFailure>,
     onFailureBox: Mailbox.Mailbox<BatchFailure> | undefined,
@@ -129,7 +129,6 @@ export class Engine {
   ) {
     this.runtime = tracing ? undefined : runtime
     this.plainTimer = isLiveClock(clock)
-    const classify = Retry.classifyWith([...userRules, ...executor.rules, Retry.engineRule])
     this.buffer = new RowBuffer(config.bufferSize)
     this.ordering = config.concurrency > 1
     this.intervalMillis = Duration.toMillis(config.flushInterval)
@@ -140,16 +139,15 @@ export class Engine {
     this.settlement = new Settlement(
       observer,
       clock,
-      classify,
+      (target, error) => routes.of(target).classify(error),
       failureBox,
       this.redaction,
       (target, failure) => this.reported(target, failure)
     )
     this.attempts = new Attempts(
       config,
-      executor,
+      routes,
       semaphore,
-      classify,
       observer,
       clock,
       slowBatchMillis,
@@ -1084,10 +1082,15 @@ const runOnFailure = (
 /** @internal */
 export const make = (
   config: BatchFlowConfig,
+  executors: ReadonlyArray<Made>,
   userRules: ReadonlyArray<Retry.Rule>
-): Effect.Effect<Engine, never, BatchExecutor | Scope.Scope> =>
+): Effect.Effect<Engine, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const executor = yield* BatchExecutor
+    const routes = new Routes(
+      executors,
+      userRules,
+      executors.map((e) => e.name)
+    )
     const semaphore = yield* Effect.makeSemaphore(config.concurrency)
     const failureBox = yield* Mailbox.make<BatchFailure>({
       capacity: config.failureBufferSize,
@@ -1102,8 +1105,7 @@ export const make = (
     const slowBatchThreshold = config.slowBatchThreshold
     const engine = new Engine(
       config,
-      executor,
-      userRules,
+      routes,
       semaphore,
       failureBox,
       onFailureBox,

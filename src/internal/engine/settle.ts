@@ -41,7 +41,8 @@ export class Settlement {
   constructor(
     private readonly observer: Observer,
     private readonly clock: Clock.Clock,
-    private readonly classify: (error: unknown) => Retry.Classification,
+    /** How an error of the target's executor is classified. */
+    private readonly classify: (target: Target.Any, error: unknown) => Retry.Classification,
     private readonly failureBox: Mailbox.Mailbox<BatchFailure>,
     /** Whether row values may be shown, and which columns never are. */
     private readonly redaction: Redact.Redaction,
@@ -94,7 +95,7 @@ export class Settlement {
         continue
       }
       const error = failedAt.get(i)
-      const classification = this.classify(error)
+      const classification = this.classify(target, error)
       const entry = byReason.get(classification.reason)
       if (entry === undefined)
         byReason.set(classification.reason, { indices: [i], first: { error, classification } })
@@ -162,7 +163,8 @@ export class Settlement {
     } else {
       const error = Cause.failureOption(exit.cause)
       // An interruption or another uncertain error leaves the outcome as unknown as it was.
-      if (error._tag === "None" || this.classify(error.value).unknownOutcome === true) return Effect.void
+      if (error._tag === "None" || this.classify(target, error.value).unknownOutcome === true)
+        return Effect.void
       failed = part.rows.length
     }
     // Counted once per part, whatever later answers of other abandoned attempts say.

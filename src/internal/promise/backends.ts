@@ -79,10 +79,12 @@ export const layerOf = async (backend: Backend, flowOptions: BatchFlowConfig.Opt
         import("../../BatchFlow.js")
       ])
       const { write } = backend
-      const sink = BatchExecutor.layer((target, rows) =>
-        Effect.tryPromise({ try: () => write(target, rows), catch: (error) => error })
-      )
-      return BatchFlowModule.layer(flowOptions).pipe(Layer.provide(sink))
+      // One function over every target: `write(target, rows)`.
+      const sink = BatchExecutor.forAll({
+        rules: [],
+        execute: (target, rows) => Effect.tryPromise({ try: () => write(target, rows), catch: (error) => error })
+      })
+      return BatchFlowModule.layer({ ...flowOptions, executors: [sink] })
     }
   }
 }

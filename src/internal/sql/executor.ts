@@ -672,6 +672,17 @@ export const make = (
     return BatchExecutor.make(execute, { rules: [sqlRule] })
   })
 
+/** @internal The SQL executor of a flow: it writes every `Table`. */
+export const executor = (
+  options: StatementOptions,
+  expected: Dialect
+): BatchExecutor.Executor<UnsupportedDialect, SqlClient.SqlClient> =>
+  BatchExecutor.makeExecutor({
+    name: expected === "pg" ? "postgres" : expected,
+    accepts: Table.isTable,
+    make: () => make(options, expected)
+  })
+
 /** @internal */
 export const layerExecutor = (
   options: StatementOptions,
@@ -688,9 +699,10 @@ export const layer = (
   expected: Dialect
 ): Layer.Layer<BatchFlow.BatchFlow, BatchFlowConfigError | UnsupportedDialect, SqlClient.SqlClient> => {
   const { maxParams, maxStatementBytes, pgForm, direct, ...flow } = options
-  return BatchFlow.layer(flow).pipe(
-    Layer.provide(layerExecutor({ maxParams, maxStatementBytes, pgForm, direct }, expected))
-  )
+  return BatchFlow.layer({
+    ...flow,
+    executors: [executor({ maxParams, maxStatementBytes, pgForm, direct }, expected)]
+  })
 }
 
 /** @internal */
@@ -702,4 +714,4 @@ export const layerConfig = (
   BatchFlow.BatchFlow,
   BatchFlowConfigError | ConfigError.ConfigError | UnsupportedDialect,
   SqlClient.SqlClient
-> => BatchFlow.layerConfig(config).pipe(Layer.provide(layerExecutor(statement, expected)))
+> => BatchFlow.layerConfig({ executors: [executor(statement, expected)] }, config)
