@@ -104,6 +104,17 @@ export interface BatchFlow {
     row: A
   ) => Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull | BatchFailureOf<A>>
   /**
+   * Like `submitAll`, then waits until every one of its rows is committed or reported, and succeeds
+   * with the distinct `BatchFailure`s of its rows (empty: all committed). Several rows share the
+   * failure of their batch, so the failures' rows together are exactly the rows not committed. For a
+   * caller that must know each row's fate before it goes on (e.g. acknowledging a message it read).
+   * Interrupting the wait withdraws nothing.
+   */
+  readonly writeAll: <A>(
+    target: Target.Target<A>,
+    rows: Iterable<A>
+  ) => Effect.Effect<ReadonlyArray<BatchFailureOf<A>>, InvalidRow | BatchFlowClosed | BufferFull>
+  /**
    * Writes everything submitted before the call and returns when those writes have finished
    * (committed, or reported as failures: see `failures` and `write`).
    */
@@ -187,6 +198,7 @@ const start = (
       submitAll: (target, rows) => running.submitAll(target, rows),
       unsafeOffer: (target, row) => running.unsafeOffer(target, row),
       write: (target, row) => running.write(target, row) as never,
+      writeAll: (target, rows) => running.writeAll(target, rows) as never,
       flush: running.flush,
       close: running.close,
       awaitDone: running.awaitDone,

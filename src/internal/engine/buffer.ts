@@ -61,13 +61,17 @@ export class RowBuffer<Ack> {
     this.size++
   }
 
-  /** Adds `rows[from, to)` of one target, without acks. The caller checks that there is room. */
+  /**
+   * Adds `rows[from, to)` of one target, every one with the same `ack` (or none). The caller checks
+   * that there is room.
+   */
   pushAll(
     target: Target.Any,
     rows: ReadonlyArray<unknown>,
     from: number,
     to: number,
-    span: Tracer.AnySpan | undefined
+    span: Tracer.AnySpan | undefined,
+    ack?: Ack | undefined
   ): void {
     let tail = this.head + this.size
     if (tail >= this.capacity) tail -= this.capacity
@@ -75,8 +79,10 @@ export class RowBuffer<Ack> {
       this.targets[tail] = target
       this.rows[tail] = rows[i]
       this.spans[tail] = span
+      if (ack !== undefined) this.acks[tail] = ack
       if (++tail === this.capacity) tail = 0
     }
+    if (ack !== undefined) this.acked += to - from
     if (span !== undefined) this.spanned += to - from
     this.size += to - from
   }

@@ -35,7 +35,7 @@ import { withIndex, withValue } from "../rows/validate.js"
 import { Attempts } from "./attempt.js"
 import { RowBuffer } from "./buffer.js"
 import { closeTimeoutMessage, closeTimeoutReason, drainWorkers, engineFailureReason } from "./close.js"
-import { Completion } from "./completion.js"
+import { Completion, RowsAck } from "./completion.js"
 import { awaitGroups, FlushRequests } from "./flushRequests.js"
 import { type Ack, type Classified, type Group, makeGroup, type Part, slicePart } from "./group.js"
 import { Inline } from "./inline.js"
@@ -237,6 +237,32 @@ export class Engine {
     )
   }
 
+  /**
+   * Validates every row (an invalid one rejects the call, as `submitAll`), enqueues them all with one
+   * shared ack, and waits until every row is committed or reported; succeeds with the distinct
+   * failures of its rows (none: all committed).
+   */
+  writeAll<A>(
+    target: Target.Target<A>,
+    input: Iterable<A>
+  ): Effect.Effect<ReadonlyArray<BatchFailure>, InvalidRow | BatchFlowClosed | BufferFull> {
+    return Effect.suspend((): Effect.Effect<ReadonlyArray<BatchFailure>, InvalidRow | BatchFlowClosed | BufferFull> => {
+      const given = Array.isArray(input) ? (input as ReadonlyArray<A>) : Array.from(input)
+      const rows = new Array<unknown>(given.length)
+      for (let i = 0; i < given.length; i++) {
+        const invalid = target.validate(given[i])
+        if (invalid !== undefined) return this.rejectInvalid(withIndex(invalid, i))
+        rows[i] = target.copy(given[i] as A)
+      }
+      if (rows.length === 0) return Effect.succeed([])
+      const ack = new RowsAck<BatchFailure>(rows.length)
+      return Effect.zipRight(
+        this.enqueueAll(target, rows, 0, this.currentSpan(), ack),
+        Effect.as(ack.all.await, ack.reported)
+      )
+    })
+  }
+
   /** Like `submit`, the work is done when the effect is `yield*`ed (see inline.ts). */
   submitAll<A>(
     target: Target.Target<A>,
@@ -390,6 +416,7 @@ export class Engine {
     rows: ReadonlyArray<unknown>,
     from: number,
     span: Tracer.AnySpan | undefined,
+    ack?: Ack | undefined,
     waitingSince?: number
   ): Effect.Effect<void, BatchFlowClosed | BufferFull> {
     if (this.closing) return this.rejectClosed(target)
@@ -400,14 +427,16 @@ export class Engine {
       const since = waitingSince ?? this.clock.unsafeCurrentTimeMillis()
       return Effect.zipRight(
         this.waitForRoom(target, since, from),
-        Effect.suspend(() => this.enqueueAll(target, rows, from, span, since))
+        Effect.suspend(() => this.enqueueAll(target, rows, from, span, ack, since))
       )
     }
     if (waitingSince !== undefined) {
       this.observer.submitWaited(target.name, this.clock.unsafeCurrentTimeMillis() - waitingSince)
     }
-    this.acceptAll(target, rows, from, from + piece, span)
-    return from + piece === rows.length ? Effect.void : this.enqueueAll(target, rows, from + piece, span)
+    this.acceptAll(target, rows, from, from + piece, span, ack)
+    return from + piece === rows.length
+      ? Effect.void
+      : this.enqueueAll(target, rows, from + piece, span, ack)
   }
 
   /** Puts `rows[from, to)` in the buffer (the caller checked for room), as `accept` does one row. */
@@ -416,9 +445,10 @@ export class Engine {
     rows: ReadonlyArray<unknown>,
     from: number,
     to: number,
-    span: Tracer.AnySpan | undefined
+    span: Tracer.AnySpan | undefined,
+    ack?: Ack | undefined
   ): void {
-    this.buffer.pushAll(target, rows, from, to, span)
+    this.buffer.pushAll(target, rows, from, to, span, ack)
     this.accepted += to - from
     if (this.wake !== undefined && this.size >= this.wakeAt) this.signalWake()
   }
