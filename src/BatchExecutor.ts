@@ -25,9 +25,9 @@ import type * as Target from "./Target.js"
  * @since 0.1.0
  * @category models
  */
-export interface RowError {
+export interface RowError<E = unknown> {
   readonly index: number
-  readonly error: unknown
+  readonly error: E
 }
 
 /**
@@ -39,16 +39,16 @@ export interface RowError {
  * @since 0.1.0
  * @category models
  */
-export interface Partial {
+export interface Partial<E = unknown> {
   readonly _tag: "Partial"
-  readonly failed: ReadonlyArray<RowError>
+  readonly failed: ReadonlyArray<RowError<E>>
 }
 
 /**
  * @since 0.1.0
  * @category constructors
  */
-export const partial = (failed: ReadonlyArray<RowError>): Partial => ({ _tag: "Partial", failed })
+export const partial = <E>(failed: ReadonlyArray<RowError<E>>): Partial<E> => ({ _tag: "Partial", failed })
 
 /**
  * @since 0.1.0
@@ -288,7 +288,8 @@ export const isExecutor = (u: unknown): u is Executor.Any => Predicate.hasProper
 
 /**
  * The executor of one target of yours: `execute` receives its rows (one flush's rows of the target,
- * in submission order, never empty) typed as the target's rows, fails with your error type `E`, and
+ * in submission order, never empty) typed as the target's rows, fails with your error type `E` (the
+ * row errors of a `Partial` it returns are `E`s too), and
  * may use services `R`, which the flow's layer requires. `rules` classify `E` (retryable or not,
  * row-level, unknown outcome) after the flow's `rules` and before the engine's; they are never given
  * the engine's own errors (an `AttemptTimeout`). An error no rule answers is final, `non_retryable`. The rows array belongs to the flow (see `BatchExecutor.execute`).
@@ -314,8 +315,8 @@ export const isExecutor = (u: unknown): u is Executor.Any => Predicate.hasProper
  */
 export const forTarget = <A, E, R>(
   target: Target.Target<A>,
-  execute: (rows: ReadonlyArray<A>, attempt: Attempt) => Effect.Effect<void | Partial, E, R>,
-  options?: { readonly rules?: ReadonlyArray<Retry.Rule<NoInfer<E>>> | undefined }
+  execute: (rows: ReadonlyArray<A>, attempt: Attempt) => Effect.Effect<void | Partial<E>, E, R>,
+  options?: { readonly rules?: ReadonlyArray<Retry.Rule<E>> | undefined }
 ): Executor<never, R> => {
   const rules = (options?.rules ?? []).map(
     (rule): Retry.Rule =>
@@ -336,7 +337,7 @@ export const forTarget = <A, E, R>(
           rules,
           execute:
             context.unsafeMap.size === 0
-              ? (_target, rows, attempt) => call(rows, attempt) as Effect.Effect<void | Partial, E>
+              ? (_target, rows, attempt) => call(rows, attempt) as Effect.Effect<void | Partial<E>, E>
               : (_target, rows, attempt) => Effect.provide(call(rows, attempt), context)
         }
       })

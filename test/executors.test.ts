@@ -536,3 +536,65 @@ describe("a target no executor accepts", () => {
     }).pipe(Effect.provide(pgClient()))
   )
 })
+
+describe("rules and a Partial's row errors", () => {
+  it.live("row errors are typed as the executor's errors and classified by its typed rules", () =>
+    Effect.gen(function* () {
+      const Writer = BatchExecutor.forTarget(
+        Audit,
+        (rows) =>
+          Effect.succeed(
+            BatchExecutor.partial(
+              rows.flatMap((row, index) =>
+                row.id % 10 === 3 ? [{ index, error: new Throttled({ attempt: 1 }) }] : []
+              )
+            )
+          ),
+        {
+          rules: [
+            (error) => (error.attempt === 1 ? { retryable: false, reason: "throttled_row" } : undefined)
+          ]
+        }
+      )
+      const run = yield* runLayer(BatchFlow.layer({ executors: [Writer], flushSize: 20 }), (flow) =>
+        flow.submitAll(
+          Audit,
+          Array.from({ length: 20 }, (_, i) => auditRow(i))
+        )
+      )
+      expect(run.stats).toMatchObject({ accepted: 20, committed: 18, failed: 2 })
+      expect(run.failures.map((f) => f.reason)).toEqual(["throttled_row"])
+      expect(run.failures.flatMap((f) => f.rows)).toEqual([auditRow(3), auditRow(13)])
+    })
+  )
+
+  it.live(
+    "a rule that throws leaves no row unsettled: reported as classifier_failed, the others committed",
+    () =>
+      Effect.gen(function* () {
+        const Writer = BatchExecutor.forTarget(Audit, (rows) =>
+          Effect.succeed(
+            BatchExecutor.partial(
+              rows.flatMap((row, index) => (row.id === 1 ? [{ index, error: null }] : []))
+            )
+          )
+        )
+        const throwing = (error: unknown) => {
+          if (error === null) throw new Error("a bug in a rule")
+          return undefined
+        }
+        const run = yield* runLayer(
+          BatchFlow.layer({ executors: [Writer], rules: [throwing], flushSize: 3 }),
+          (flow) =>
+            Effect.gen(function* () {
+              const written = yield* Effect.exit(flow.write(Audit, auditRow(0)))
+              const failed = yield* Effect.flip(flow.write(Audit, auditRow(1)))
+              return { written, failed }
+            })
+        )
+        expect(Exit.isSuccess(run.result.written)).toBe(true)
+        expect(run.result.failed).toMatchObject({ _tag: "BatchFailure", reason: "classifier_failed" })
+        expect(run.stats).toMatchObject({ accepted: 2, committed: 1, failed: 1 })
+      })
+  )
+})

@@ -246,21 +246,23 @@ export class Engine {
     target: Target.Target<A>,
     input: Iterable<A>
   ): Effect.Effect<ReadonlyArray<BatchFailure>, InvalidRow | BatchFlowClosed | BufferFull> {
-    return Effect.suspend((): Effect.Effect<ReadonlyArray<BatchFailure>, InvalidRow | BatchFlowClosed | BufferFull> => {
-      const given = Array.isArray(input) ? (input as ReadonlyArray<A>) : Array.from(input)
-      const rows = new Array<unknown>(given.length)
-      for (let i = 0; i < given.length; i++) {
-        const invalid = target.validate(given[i])
-        if (invalid !== undefined) return this.rejectInvalid(withIndex(invalid, i))
-        rows[i] = target.copy(given[i] as A)
+    return Effect.suspend(
+      (): Effect.Effect<ReadonlyArray<BatchFailure>, InvalidRow | BatchFlowClosed | BufferFull> => {
+        const given = Array.isArray(input) ? (input as ReadonlyArray<A>) : Array.from(input)
+        const rows = new Array<unknown>(given.length)
+        for (let i = 0; i < given.length; i++) {
+          const invalid = target.validate(given[i])
+          if (invalid !== undefined) return this.rejectInvalid(withIndex(invalid, i))
+          rows[i] = target.copy(given[i] as A)
+        }
+        if (rows.length === 0) return Effect.succeed([])
+        const ack = new RowsAck<BatchFailure>(rows.length)
+        return Effect.zipRight(
+          this.enqueueAll(target, rows, 0, this.currentSpan(), ack),
+          Effect.as(ack.all.await, ack.reported)
+        )
       }
-      if (rows.length === 0) return Effect.succeed([])
-      const ack = new RowsAck<BatchFailure>(rows.length)
-      return Effect.zipRight(
-        this.enqueueAll(target, rows, 0, this.currentSpan(), ack),
-        Effect.as(ack.all.await, ack.reported)
-      )
-    })
+    )
   }
 
   /** Like `submit`, the work is done when the effect is `yield*`ed (see inline.ts). */
@@ -434,9 +436,7 @@ export class Engine {
       this.observer.submitWaited(target.name, this.clock.unsafeCurrentTimeMillis() - waitingSince)
     }
     this.acceptAll(target, rows, from, from + piece, span, ack)
-    return from + piece === rows.length
-      ? Effect.void
-      : this.enqueueAll(target, rows, from + piece, span, ack)
+    return from + piece === rows.length ? Effect.void : this.enqueueAll(target, rows, from + piece, span, ack)
   }
 
   /** Puts `rows[from, to)` in the buffer (the caller checked for room), as `accept` does one row. */

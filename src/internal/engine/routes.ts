@@ -1,7 +1,7 @@
 /**
  * Which executor writes which target: the flow's executors in the order given (`forAll` ones last),
  * each target going to the first that accepts it, looked up once per target and kept. Each route
- * has its classifier: the user's rules, then its executor's, then the engine's.
+ * has its classifier: the user's rules, then its executor's, then the engine's; it never throws.
  */
 import * as Effect from "effect/Effect"
 import type { BatchExecutor } from "../../BatchExecutor.js"
@@ -25,6 +25,23 @@ export interface Route {
 const noExecutorRule: Retry.Rule = (error) =>
   error instanceof NoExecutor ? { retryable: false, reason: "no_executor" } : undefined
 
+const classifierFailed: Retry.Classification = { retryable: false, reason: "classifier_failed" }
+
+/**
+ * The rules are user code: one that throws must not leave rows unsettled wherever it is asked
+ * (an attempt's error, a Partial's row errors, a late answer). Its rows are reported, final, with
+ * reason `classifier_failed` and the error the rule was given as the cause.
+ */
+const safely =
+  (classify: (error: unknown) => Retry.Classification) =>
+  (error: unknown): Retry.Classification => {
+    try {
+      return classify(error)
+    } catch {
+      return classifierFailed
+    }
+  }
+
 /** @internal */
 export class Routes {
   private readonly routes = new Map<Target.Any, Route>()
@@ -41,7 +58,7 @@ export class Routes {
       ...m,
       route: {
         executor: m.executor,
-        classify: Retry.classifyWith([...userRules, ...m.executor.rules, Retry.engineRule])
+        classify: safely(Retry.classifyWith([...userRules, ...m.executor.rules, Retry.engineRule]))
       }
     }))
     this.none = {

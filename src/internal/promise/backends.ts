@@ -82,7 +82,8 @@ export const layerOf = async (backend: Backend, flowOptions: BatchFlowConfig.Opt
       // One function over every target: `write(target, rows)`.
       const sink = BatchExecutor.forAll({
         rules: [],
-        execute: (target, rows) => Effect.tryPromise({ try: () => write(target, rows), catch: (error) => error })
+        execute: (target, rows) =>
+          Effect.tryPromise({ try: () => write(target, rows), catch: (error) => error })
       })
       return BatchFlowModule.layer({ ...flowOptions, executors: [sink] })
     }
