@@ -1,8 +1,9 @@
 /**
  * A custom executor: the engine calls it with one target's rows of one flush and gives it batching,
- * retry, timeouts, the concurrency limit and same-key ordering.
+ * retry, timeouts, the concurrency limit and same-key ordering. `BatchExecutor.forTarget` types the
+ * rows as the target's.
  */
-import { Effect, Layer, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { BatchExecutor, BatchFlow, Target } from "effect-batchflow"
 
 // A target: a name, a row schema (checked at submit) and a key (same-key rows keep their order).
@@ -11,9 +12,9 @@ const Events = Target.make("events", {
   key: ["id"]
 })
 
-// The sink: called with one target's rows of one flush, in submission order.
-const Sink = BatchExecutor.layer((target, rows) =>
-  Effect.log(`writing ${rows.length} rows to ${target.name}`)
+// The sink of `Events`: called with its rows of one flush, in submission order, typed as its rows.
+const EventsSink = BatchExecutor.forTarget(Events, (rows) =>
+  Effect.log(`writing ${rows.length} events, amount ${rows.reduce((sum, row) => sum + row.amount, 0)}`)
 )
 
 const program = Effect.gen(function* () {
@@ -22,8 +23,11 @@ const program = Effect.gen(function* () {
   yield* flow.write(Events, { id: 2, kind: "view", amount: 0 }) // resolves when committed
 })
 
-const FlowLive = BatchFlow.layer({ flushSize: 500, flushInterval: "100 millis", concurrency: 4 }).pipe(
-  Layer.provide(Sink)
-)
+const FlowLive = BatchFlow.layer({
+  executors: [EventsSink],
+  flushSize: 500,
+  flushInterval: "100 millis",
+  concurrency: 4
+})
 
 Effect.runPromise(program.pipe(Effect.provide(FlowLive))) // scope closes → final flush → done

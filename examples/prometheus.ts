@@ -1,5 +1,5 @@
 /**
- * Prometheus: a flow with BatchFlowMetrics, served on http://127.0.0.1:9464/metrics, with an
+ * Prometheus: a flow with metrics (its `metrics` option), served on http://127.0.0.1:9464/metrics, with an
  * executor that sometimes fails so that errors and retries show too. Runs for `RUN_SECONDS` (default
  * 30), then closes the flow and the server.
  *
@@ -19,7 +19,7 @@ const Events = Target.make("events", {
 })
 
 // A sink that takes 5–25 ms per batch and fails one call in ten with a retryable error.
-const Sink = BatchExecutor.layer((_target, rows) =>
+const Sink = BatchExecutor.forTarget(Events, (rows) =>
   Effect.gen(function* () {
     yield* Effect.sleep(`${yield* Random.nextIntBetween(5, 25)} millis`)
     if ((yield* Random.nextIntBetween(0, 10)) === 0) {
@@ -39,15 +39,14 @@ const Sink = BatchExecutor.layer((_target, rows) =>
 const port = Number(process.env.PORT ?? 9464)
 const seconds = Number(process.env.RUN_SECONDS ?? 30)
 
-const Observability = Layer.merge(
-  Prometheus.layer({ port, host: "127.0.0.1" }),
-  BatchFlowMetrics.layer({ database: "example", instanceId: "example-1" })
-)
-
-const FlowLive = BatchFlow.layer({ flushSize: 200, flushInterval: "100 millis", concurrency: 2 }).pipe(
-  Layer.provide(Sink),
-  Layer.provideMerge(Observability)
-)
+// `metrics` makes the flow update the batchflow_* metrics; Prometheus.layer serves them.
+const FlowLive = BatchFlow.layer({
+  executors: [Sink],
+  flushSize: 200,
+  flushInterval: "100 millis",
+  concurrency: 2,
+  metrics: { database: "example", instanceId: "example-1" }
+}).pipe(Layer.provideMerge(Prometheus.layer({ port, host: "127.0.0.1" })))
 
 const program = Effect.gen(function* () {
   const server = yield* Prometheus.PrometheusServer
