@@ -210,15 +210,21 @@ export const start = (
       (redis) => Effect.sync(() => redis.disconnect())
     )
 
-    const room = yield* Effect.makeSemaphore(Math.max(settings.concurrency * 2, settings.count))
+    // Entries held (queued or being written) are bounded by `capacity`: reads and claims ask for no
+    // more than the room left. Counted, not a semaphore: a blocked read holds no permits.
+    const capacity = Math.max(settings.concurrency * 2, settings.count)
+    let holding = 0
+    const room = () => Math.min(settings.count, capacity - holding)
     const queue = yield* Queue.unbounded<Entry | typeof End>()
 
-    const hold = (entry: Entry) => held.get(entry.stream.key)!.add(entry.id)
+    const hold = (entry: Entry) => {
+      if (!held.get(entry.stream.key)!.has(entry.id)) holding++
+      held.get(entry.stream.key)!.add(entry.id)
+    }
     const release = (entry: Entry) =>
-      Effect.zipRight(
-        Effect.sync(() => held.get(entry.stream.key)!.delete(entry.id)),
-        room.release(1)
-      )
+      Effect.sync(() => {
+        if (held.get(entry.stream.key)!.delete(entry.id)) holding--
+      })
 
     /** Runs `effect` until it succeeds, backing off, while the worker runs (or until `until`). */
     const persist = <A>(what: string, effect: Effect.Effect<A, unknown>, until: () => boolean) =>
@@ -379,14 +385,18 @@ export const start = (
     const readLoop = Effect.gen(function* () {
       let failing = 0
       while (!stopping) {
-        const permits = yield* room.take(settings.count)
+        const wanted = room()
+        if (wanted <= 0) {
+          yield* Effect.sleep(5)
+          continue
+        }
         const result = yield* Effect.either(
           call(reader, settings.blockMillis + timeout, "xreadgroup", [
             "GROUP",
             settings.group,
             settings.consumer,
             "COUNT",
-            settings.count,
+            wanted,
             "BLOCK",
             settings.blockMillis,
             "STREAMS",
@@ -395,7 +405,6 @@ export const start = (
           ])
         )
         if (Either.isLeft(result)) {
-          yield* room.release(permits)
           if (failing++ === 0) {
             yield* Effect.logWarning(
               `Durable worker: reading ${keys.join(", ")} failed, retrying: ${messageOf(result.left)}`
@@ -408,9 +417,6 @@ export const start = (
         }
         failing = 0
         const entries = entriesOfRead(result.right, streams)
-        // COUNT is per stream: with several streams a read can return more entries than it had room for.
-        if (entries.length < permits) yield* room.release(permits - entries.length)
-        else if (entries.length > permits) yield* room.take(entries.length - permits)
         counters.read += entries.length
         for (const entry of entries) hold(entry)
         yield* Queue.offerAll(queue, entries)
@@ -423,7 +429,8 @@ export const start = (
       Effect.gen(function* () {
         let cursor = "0-0"
         for (let page = 0; page < 100 && !stopping; page++) {
-          const permits = yield* room.take(settings.count)
+          const wanted = room()
+          if (wanted <= 0) return
           const reply = yield* Effect.either(
             call(commands, timeout, "xautoclaim", [
               stream.key,
@@ -432,17 +439,13 @@ export const start = (
               settings.minIdleMillis,
               cursor,
               "COUNT",
-              settings.count
+              wanted
             ])
           )
-          if (Either.isLeft(reply)) {
-            yield* room.release(permits)
-            return yield* Effect.fail(reply.left)
-          }
+          if (Either.isLeft(reply)) return yield* Effect.fail(reply.left)
           const [next, claimed] = reply.right as [string, Array<[string, Array<unknown> | null]>]
           const mine = held.get(stream.key)!
           const fresh = claimed.filter(([id, fields]) => Array.isArray(fields) && !mine.has(String(id)))
-          if (fresh.length < permits) yield* room.release(permits - fresh.length)
           if (fresh.length > 0) {
             const counts = yield* Effect.tryPromise({
               try: async () => {

@@ -1,0 +1,337 @@
+/**
+ * Durable mode on the shared Redis (its own database and key prefix per test) and PostgreSQL (tables
+ * of its own): a producer's rows reach a keyed table through a worker; what cannot be written goes
+ * to the dead-letter stream with its reason; a full stream refuses appends with `StreamFull`; a
+ * worker refuses targets that are not idempotent; closing a worker finishes and acknowledges what it
+ * holds. Crashes are in durable-crash.test.ts, against a private Redis.
+ */
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Either, Exit, Layer, Logger, Redacted, Schema, Scope } from "effect"
+import { BatchFlow, Conflict, Table, Target } from "effect-batchflow"
+import * as Durable from "effect-batchflow/Durable"
+import * as Postgres from "effect-batchflow/Postgres"
+import * as Redis from "effect-batchflow/Redis"
+import type { Redis as IORedis } from "ioredis"
+import type pg from "pg"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { codecOf } from "../src/internal/durable/codec.js"
+import {
+  backlog,
+  countRows,
+  DB,
+  pgPool,
+  pgUrl,
+  redisAt,
+  sharedRedisUrl,
+  unique,
+  until
+} from "./durable/helpers.js"
+
+class Sink extends BatchFlow.Tag("test/DurableSink")<Sink>() {}
+
+const SinkLive = Sink.layer({
+  executors: [Postgres.executor()],
+  flushSize: 500,
+  flushInterval: "10 millis"
+}).pipe(Layer.provide(PgClient.layer({ url: Redacted.make(pgUrl), maxConnections: 4 })))
+const ClientLive = Redis.layerClient({ url: sharedRedisUrl, db: DB })
+
+const eventsTable = (name: string) =>
+  Table.make(name, {
+    columns: Schema.Struct({ id: Schema.Number, name: Schema.String, amount: Schema.Number }),
+    key: ["id"],
+    conflict: Conflict.ignore
+  })
+
+/** Builds `layer` in a scope of its own, runs `body` with its context, closes the scope. */
+const withLayer = <ROut, E, A>(
+  layer: Layer.Layer<ROut, E>,
+  body: (get: <S>(tag: { readonly key: string } & { readonly Service: S }) => S) => Promise<A>
+): Promise<A> =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(layer, scope)
+      const get = <S>(tag: { readonly key: string }) => context.unsafeMap.get(tag.key) as S
+      const result = yield* Effect.exit(Effect.promise(() => body(get as never)))
+      yield* Scope.close(scope, Exit.void)
+      return yield* result
+    })
+  )
+
+describe("durable mode", () => {
+  let pool: pg.Pool
+  let redis: IORedis
+  const prefix = unique("durable_test")
+  const tables: Array<string> = []
+
+  beforeAll(async () => {
+    pool = pgPool()
+    await pool.query("SELECT 1").catch((cause) => {
+      throw new Error(`PostgreSQL is not reachable at ${pgUrl} (these tests need it): ${String(cause)}`)
+    })
+    redis = await redisAt(sharedRedisUrl, DB)
+  })
+
+  afterAll(async () => {
+    for (const table of tables) await pool?.query(`DROP TABLE IF EXISTS ${table}`)
+    if (redis !== undefined) {
+      const keys = await redis.keys(`${prefix}*`)
+      if (keys.length > 0) await redis.del(...keys)
+      redis.disconnect()
+    }
+    await pool?.end()
+  })
+
+  const table = async (name: string, ddl = "") => {
+    const full = unique(name)
+    tables.push(full)
+    await pool.query(
+      `CREATE TABLE ${full} (id BIGINT PRIMARY KEY, name TEXT NOT NULL, amount INT NOT NULL ${ddl})`
+    )
+    return full
+  }
+
+  it("a producer's rows reach the keyed table through a worker, each once, and nothing is left pending", async () => {
+    const name = await table("dur_happy")
+    const Events = eventsTable(name)
+    const key = Durable.streamKey(Events, prefix)
+    const layer = Layer.mergeAll(
+      Durable.producer({ prefix, flushSize: 500, flushInterval: "10 millis" }),
+      Durable.worker({
+        targets: [Events],
+        prefix,
+        flow: Sink,
+        block: "100 millis",
+        minIdle: "5 seconds"
+      }).pipe(Layer.provide(SinkLive))
+    ).pipe(Layer.provide(ClientLive))
+    const N = 5_000
+    const stats = await withLayer(layer, async (get) => {
+      const flow = get<BatchFlow.BatchFlow>(BatchFlow.BatchFlow)
+      const worker = get<Durable.WorkerService>(Durable.Worker)
+      const rows = Array.from({ length: N }, (_, i) => ({ id: i, name: `e${i}`, amount: i % 10 }))
+      await Effect.runPromise(flow.submitAll(Events, rows.slice(0, N - 1)))
+      // `write` answers once Redis has the entry: the database may not have the row yet.
+      await Effect.runPromise(flow.write(Events, rows[N - 1]!))
+      await Effect.runPromise(flow.flush)
+      expect((await Effect.runPromise(flow.stats)).committed).toBe(N)
+      await until(
+        async () => (await countRows(pool, name)) === N,
+        15_000,
+        async () => `${await countRows(pool, name)} rows in the table`
+      )
+      await until(
+        async () => (await backlog(redis, key)).pending === 0,
+        5_000,
+        async () => JSON.stringify(await backlog(redis, key))
+      )
+      return Effect.runPromise(worker.stats)
+    })
+    const { rows } = await pool.query(
+      `SELECT count(*)::int AS n, count(DISTINCT id)::int AS ids, sum(amount)::int AS total, min(name) AS first FROM ${name}`
+    )
+    expect(rows[0]).toEqual({ n: N, ids: N, total: 4_500 * 5, first: "e0" })
+    expect(await backlog(redis, key)).toEqual({ length: 0, pending: 0 })
+    // One entry per flushed group of rows, not one per row.
+    expect(stats.read).toBeLessThanOrEqual(Math.ceil(N / 500) + 5)
+    expect(stats).toMatchObject({ rowsCommitted: N, deadLettered: 0 })
+    expect(stats.acked).toBe(stats.read)
+  })
+
+  it("rows the database refuses go to the dead-letter stream with their reason; the others are committed", async () => {
+    const name = await table("dur_poison", ", CHECK (amount >= 0)")
+    const Events = eventsTable(name)
+    const layer = Layer.mergeAll(
+      Durable.producer({ prefix, flushSize: 200 }),
+      Durable.worker({ targets: [Events], prefix, flow: Sink, block: "100 millis" }).pipe(
+        Layer.provide(SinkLive)
+      )
+    ).pipe(Layer.provide(ClientLive))
+    const rows = Array.from({ length: 600 }, (_, i) => ({
+      id: i,
+      name: `e${i}`,
+      amount: i % 150 === 3 ? -1 : 1
+    }))
+    await withLayer(layer, async (get) => {
+      const flow = get<BatchFlow.BatchFlow>(BatchFlow.BatchFlow)
+      await Effect.runPromise(flow.writeAll(Events, rows))
+      await until(
+        async () => Number(await redis.call("xlen", Durable.deadLetterKey(Events, prefix))) >= 4,
+        15_000,
+        async () => `dead letters: ${await redis.call("xlen", Durable.deadLetterKey(Events, prefix))}`
+      )
+    })
+    expect(await countRows(pool, name)).toBe(596)
+    const dead = (await redis.call("xrange", Durable.deadLetterKey(Events, prefix), "-", "+")) as Array<
+      [string, Array<string>]
+    >
+    const records = dead.map(([, fields]) => Object.fromEntries(chunk(fields)))
+    expect(records.map((r) => r.reason)).toEqual(Array(4).fill("check_violation"))
+    const ids = records.flatMap((r) => (JSON.parse(r.rows!) as Array<{ id: number }>).map((row) => row.id))
+    expect(ids.sort((a, b) => a - b)).toEqual([3, 153, 303, 453])
+    // The detail names the reason but no row values.
+    for (const r of records) expect(r.detail).toContain("check_violation")
+    expect(await backlog(redis, Durable.streamKey(Events, prefix))).toEqual({ length: 0, pending: 0 })
+  })
+
+  it("an entry delivered more than maxDeliveries times goes to the dead-letter stream, acknowledged", async () => {
+    const name = await table("dur_maxdel")
+    const Events = eventsTable(name)
+    const key = Durable.streamKey(Events, prefix)
+    await redis.call("xgroup", "create", key, "batchflow", "0", "MKSTREAM")
+    const id = String(
+      await redis.call(
+        "xadd",
+        key,
+        "*",
+        "producer",
+        "p",
+        "seq",
+        "0",
+        "count",
+        "1",
+        "rows",
+        '[{"id":1,"name":"x","amount":1}]'
+      )
+    )
+    // A consumer that took it and crashed, six times over.
+    await redis.call("xreadgroup", "group", "batchflow", "crashed", "streams", key, ">")
+    await redis.call("xclaim", key, "batchflow", "crashed", 0, id, "RETRYCOUNT", 6)
+    const undecodable = String(
+      await redis.call("xadd", key, "*", "producer", "p", "seq", "1", "count", "1", "rows", "{not json")
+    )
+    const layer = Durable.worker({
+      targets: [Events],
+      prefix,
+      flow: Sink,
+      block: "50 millis",
+      minIdle: "50 millis",
+      maxDeliveries: 3
+    }).pipe(Layer.provide(SinkLive), Layer.provide(ClientLive))
+    const deadKey = Durable.deadLetterKey(Events, prefix)
+    await withLayer(layer, () =>
+      until(
+        async () => Number(await redis.call("xlen", deadKey)) === 2,
+        10_000,
+        async () => `dead letters: ${await redis.call("xlen", deadKey)}`
+      )
+    )
+    const dead = (await redis.call("xrange", deadKey, "-", "+")) as Array<[string, Array<string>]>
+    const byEntry = new Map(
+      dead.map(([, fields]) => Object.fromEntries(chunk(fields))).map((r) => [r.entry, r])
+    )
+    expect(byEntry.get(id)).toMatchObject({ reason: "max_deliveries", deliveries: "7", count: "1" })
+    expect(byEntry.get(undecodable)).toMatchObject({ reason: "undecodable" })
+    expect(await countRows(pool, name)).toBe(0)
+    expect(await backlog(redis, key)).toEqual({ length: 0, pending: 0 })
+  })
+
+  it("a full stream refuses appends with StreamFull (whenFull: fail); nothing accepted is trimmed", async () => {
+    const Events = eventsTable(unique("dur_full"))
+    const key = Durable.streamKey(Events, prefix)
+    const layer = Durable.producer({ prefix, maxLength: 3, whenFull: "fail", flushSize: 10 }).pipe(
+      Layer.provide(ClientLive)
+    )
+    const failures = await withLayer(layer, async (get) => {
+      const flow = get<BatchFlow.BatchFlow>(BatchFlow.BatchFlow)
+      const out = []
+      for (let i = 0; i < 5; i++) {
+        const rows = Array.from({ length: 10 }, (_, j) => ({ id: i * 10 + j, name: "x", amount: 1 }))
+        out.push(...(await Effect.runPromise(flow.writeAll(Events, rows))))
+      }
+      return out
+    })
+    expect(failures.map((f) => f.reason)).toEqual(["stream_full", "stream_full"])
+    const cause = failures[0]!.cause
+    expect(cause).toBeInstanceOf(Durable.StreamFull)
+    expect(cause).toMatchObject({ _tag: "StreamFull", stream: key, length: 3, maxLength: 3 })
+    expect(failures[0]!.rows.map((r) => r.id)).toEqual(Array.from({ length: 10 }, (_, j) => 30 + j))
+    expect(Number(await redis.call("xlen", key))).toBe(3)
+  })
+
+  it("a worker refuses a target whose writes are not idempotent, unless allowDuplicates", async () => {
+    const Plain = Table.make(unique("dur_plain"), { columns: Schema.Struct({ id: Schema.Number }) })
+    const layer = (allowDuplicates: boolean) =>
+      Durable.worker({ targets: [Plain], prefix, flow: Sink, allowDuplicates, block: "10 millis" }).pipe(
+        Layer.provide(SinkLive),
+        Layer.provide(ClientLive)
+      )
+    const refused = await Effect.runPromise(Effect.either(Effect.scoped(Layer.build(layer(false)))))
+    expect(Either.isLeft(refused) && refused.left).toMatchObject({
+      _tag: "DurableConfigError",
+      field: "targets"
+    })
+    expect(Either.isLeft(refused) && refused.left.message).toContain("not idempotent")
+    const allowed = await Effect.runPromise(Effect.either(Effect.scoped(Layer.build(layer(true)))))
+    expect(Either.isRight(allowed)).toBe(true)
+  })
+
+  it("a producer warns when Redis runs without AOF", async () => {
+    const logs: Array<string> = []
+    const logger = Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ message }) => logs.push(String(message)))
+    )
+    const layer = Durable.producer({ prefix }).pipe(Layer.provide(ClientLive), Layer.provide(logger))
+    await withLayer(layer, async () => undefined)
+    const appendonly = ((await redis.call("config", "get", "appendonly")) as Array<string>)[1]
+    if (appendonly === "no") expect(logs.join("\n")).toContain("without AOF")
+    else expect(logs.join("\n")).not.toContain("without AOF")
+  })
+
+  it("closing a worker finishes the entries it holds and acknowledges them", async () => {
+    const name = await table("dur_close")
+    const Events = eventsTable(name)
+    const key = Durable.streamKey(Events, prefix)
+    const rows = Array.from({ length: 3_000 }, (_, i) => ({ id: i, name: "x", amount: 1 }))
+    await withLayer(
+      Durable.producer({ prefix, flushSize: 100 }).pipe(Layer.provide(ClientLive)),
+      async (get) => {
+        await Effect.runPromise(get<BatchFlow.BatchFlow>(BatchFlow.BatchFlow).writeAll(Events, rows))
+      }
+    )
+    expect(Number(await redis.call("xlen", key))).toBe(30)
+    const layer = Durable.worker({
+      targets: [Events],
+      prefix,
+      flow: Sink,
+      block: "50 millis",
+      count: 30
+    }).pipe(Layer.provide(SinkLive), Layer.provide(ClientLive))
+    // Closed as soon as it has read something: what it read is written and acknowledged, not left pending.
+    const stats = await withLayer(layer, async (get) => {
+      const worker = get<Durable.WorkerService>(Durable.Worker)
+      await until(
+        async () => (await Effect.runPromise(worker.stats)).read > 0,
+        5_000,
+        () => "nothing read"
+      )
+      return worker.stats
+    }).then((s) => Effect.runPromise(s))
+    const left = await backlog(redis, key)
+    expect(left.pending).toBe(0)
+    expect(stats.acked).toBe(stats.read)
+    expect(await countRows(pool, name)).toBe(stats.rowsCommitted)
+    expect(left.length).toBe(30 - stats.acked)
+    const consumers = (await redis.call("xinfo", "consumers", key, "batchflow")) as Array<unknown>
+    expect(consumers).toEqual([])
+  })
+
+  it("rows with Dates and bigints travel through an entry as the schema types them", () => {
+    const T = Target.make("dur_codec", {
+      schema: Schema.Struct({ at: Schema.DateFromSelf, n: Schema.BigIntFromSelf, s: Schema.String })
+    })
+    const codec = codecOf(T)
+    const rows = [{ at: new Date("2026-01-02T03:04:05.678Z"), n: 2n ** 70n, s: "a" }]
+    expect(Either.getOrThrow(codec.decode(codec.encode(rows)))).toEqual(rows)
+    const P = eventsTable("dur_codec_plain")
+    expect(codecOf(P).encode([{ id: 1, name: "a", amount: 2 }])).toBe('[{"id":1,"name":"a","amount":2}]')
+  })
+})
+
+const chunk = (flat: ReadonlyArray<string>): Array<[string, string]> => {
+  const out: Array<[string, string]> = []
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!])
+  return out
+}
