@@ -118,8 +118,8 @@ export const BatchExecutor: Context.Tag<BatchExecutor, BatchExecutor> = Context.
 /**
  * Makes an executor from an untyped function, for every target.
  *
- * @deprecated Use `forTarget(target, (rows) => ...)`: its rows, errors and services are typed. For a
- * function over every target, `forAll(make(...))` still works.
+ * @deprecated Use `forTarget(target, (rows) => ...)`: its rows, errors and services are typed. For one
+ * function over every target, give `forAll({ execute, rules })` to the flow.
  * @since 0.1.0
  * @category constructors
  */
@@ -329,18 +329,18 @@ export const forTarget = <A, E, R>(
     accepts: (t) => t === target,
     fallback: false,
     make: () =>
-      Effect.map(Effect.context<R>(), (context) => {
-        const call = (rows: ReadonlyArray<unknown>, attempt: Attempt | undefined) =>
-          execute(rows as ReadonlyArray<A>, attempt ?? { number: 1, timeoutMillis: Number.POSITIVE_INFINITY })
-        // Services only when it needs some: providing an empty context would cost every call.
-        return {
-          rules,
-          execute:
-            context.unsafeMap.size === 0
-              ? (_target, rows, attempt) => call(rows, attempt) as Effect.Effect<void | Partial<E>, E>
-              : (_target, rows, attempt) => Effect.provide(call(rows, attempt), context)
-        }
-      })
+      Effect.map(Effect.context<R>(), (context) => ({
+        rules,
+        // The services as the flow's layer had them, over those of the attempt's fiber.
+        execute: (_target, rows, attempt) =>
+          Effect.provide(
+            execute(
+              rows as ReadonlyArray<A>,
+              attempt ?? { number: 1, timeoutMillis: Number.POSITIVE_INFINITY }
+            ),
+            context
+          )
+      }))
   }
 }
 

@@ -188,6 +188,18 @@ for (const server of servers) {
         expect((await server.rows()).length).toBe(302)
       })
 
+      it("writeAll resolves once every row is written, with no failures; the rows are in the table then", async () => {
+        await server.reset()
+        const flow = await createBatchFlow({ backend, flushSize: 100, flushInterval: "20 millis" })
+        const failures = await flow.writeAll(
+          Events,
+          Array.from({ length: 250 }, (_, i) => ({ id: 1 + i, kind: "all", amount: i }))
+        )
+        expect(failures).toEqual([])
+        expect((await server.rows()).length).toBe(250)
+        await flow.close()
+      })
+
       it("an invalid row rejects with InvalidRow naming the field; nothing of it is written", async () => {
         await server.reset()
         const flow = await createBatchFlow({ backend, flushInterval: "20 millis" })

@@ -5,7 +5,7 @@
  */
 import type * as BatchFlow from "../../BatchFlow.js"
 import type * as BatchFlowConfig from "../../BatchFlowConfig.js"
-import type { BatchFailure } from "../../BatchFlowError.js"
+import type { BatchFailure, BatchFailureOf } from "../../BatchFlowError.js"
 import type * as Target from "../../Target.js"
 
 /**
@@ -215,6 +215,14 @@ export interface Flow {
   readonly submitAll: <A>(target: Target.Target<A>, rows: Iterable<A>) => Promise<void>
   /** Like `submit`, then resolves when the row's batch is committed; rejects with its `BatchFailure` if it is not. */
   readonly write: <A>(target: Target.Target<A>, row: A) => Promise<void>
+  /**
+   * Like `submitAll`, then resolves once every one of its rows is committed or reported, with the
+   * distinct `BatchFailure`s of its rows (empty: all committed).
+   */
+  readonly writeAll: <A>(
+    target: Target.Target<A>,
+    rows: Iterable<A>
+  ) => Promise<ReadonlyArray<BatchFailureOf<A>>>
   /** Resolves when everything submitted before the call is written (committed or reported as failed). */
   readonly flush: () => Promise<void>
   /**

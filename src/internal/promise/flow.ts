@@ -20,7 +20,7 @@ import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as BatchFlow from "../../BatchFlow.js"
-import { type BatchFailure, BatchFlowClosed } from "../../BatchFlowError.js"
+import { type BatchFailure, type BatchFailureOf, BatchFlowClosed } from "../../BatchFlowError.js"
 import type * as Target from "../../Target.js"
 import { offerNow } from "../engine/engine.js"
 import type { FailureCallback, Flow } from "./api.js"
@@ -112,6 +112,10 @@ class PromiseFlow implements Flow {
 
   write<A>(target: Target.Target<A>, row: A): Promise<void> {
     return this.run(this.flow.write(target, row))
+  }
+
+  writeAll<A>(target: Target.Target<A>, rows: Iterable<A>): Promise<ReadonlyArray<BatchFailureOf<A>>> {
+    return this.run(this.flow.writeAll(target, rows))
   }
 
   flush(): Promise<void> {
