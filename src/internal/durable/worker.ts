@@ -93,20 +93,33 @@ export const deadLetterKey = (stream: string): string => `${stream}:dead`
 
 const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
-const withTimeout = <A>(promise: Promise<A>, millis: number, what: string): Promise<A> =>
+/**
+ * Settles with `promise`, or fails after `millis` or when the connection closes first: without
+ * re-sending (the client's setting), ioredis never settles a command whose answer was lost.
+ */
+const bounded = <A>(redis: IORedis, promise: Promise<A>, millis: number, what: string): Promise<A> =>
   new Promise<A>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${what}: no answer from Redis within ${millis} ms`)),
-      millis
-    )
+    const done = () => {
+      clearTimeout(timer)
+      redis.off("close", onClose)
+    }
+    const onClose = () => {
+      done()
+      reject(new Error(`${what}: the connection to Redis closed before it answered`))
+    }
+    const timer = setTimeout(() => {
+      done()
+      reject(new Error(`${what}: no answer from Redis within ${millis} ms`))
+    }, millis)
     timer.unref()
+    redis.once("close", onClose)
     promise.then(
       (value) => {
-        clearTimeout(timer)
+        done()
         resolve(value)
       },
       (error: unknown) => {
-        clearTimeout(timer)
+        done()
         reject(error)
       }
     )
@@ -115,7 +128,7 @@ const withTimeout = <A>(promise: Promise<A>, millis: number, what: string): Prom
 /** One command, bounded: a connection lost mid-command never settles it otherwise (no re-send). */
 const call = (redis: IORedis, millis: number, name: string, args: ReadonlyArray<string | number>) =>
   Effect.tryPromise({
-    try: () => withTimeout(redis.call(name, ...args), millis, name),
+    try: () => bounded(redis, redis.call(name, ...args), millis, name),
     catch: (error) => error
   })
 
@@ -129,7 +142,7 @@ const transaction = (
     try: async () => {
       const multi = redis.multi()
       for (const [name, ...args] of commands) multi.call(String(name), ...args)
-      const replies = await withTimeout(multi.exec(), millis, "exec")
+      const replies = await bounded(redis, multi.exec(), millis, "exec")
       if (replies === null) throw new Error("EXEC aborted")
       for (const [error] of replies) if (error) throw error
       return replies
@@ -160,6 +173,8 @@ export const start = (
 ): Effect.Effect<{ readonly stats: Effect.Effect<WorkerStats> }, RedisConnectionError, Scope.Scope> =>
   Effect.gen(function* () {
     const commands = service.redis
+    // Every bounded command listens for `close` while it runs.
+    commands.setMaxListeners(Math.max(commands.getMaxListeners(), 200))
     const streams = new Map<string, Stream>()
     for (const target of targets) {
       const key = streamKey(settings.prefix, target)
@@ -202,6 +217,7 @@ export const start = (
         try: async () => {
           const redis = commands.duplicate()
           redis.on("error", () => undefined)
+          redis.setMaxListeners(0)
           await redis.connect()
           return redis
         },
@@ -451,7 +467,7 @@ export const start = (
               try: async () => {
                 const pipeline = commands.pipeline()
                 for (const [id] of fresh) pipeline.call("xpending", stream.key, settings.group, id, id, 1)
-                return (await withTimeout(pipeline.exec(), timeout, "xpending")) ?? []
+                return (await bounded(commands, pipeline.exec(), timeout, "xpending")) ?? []
               },
               catch: (error) => error
             }).pipe(Effect.orElseSucceed((): Array<[unknown, unknown]> => []))
@@ -498,7 +514,7 @@ export const start = (
           for (const [key, ids] of batch) {
             pipeline.call("xclaim", key, settings.group, settings.consumer, 0, ...ids, "JUSTID")
           }
-          return withTimeout(pipeline.exec(), timeout, "xclaim")
+          return bounded(commands, pipeline.exec(), timeout, "xclaim")
         }).pipe(Effect.ignore)
       }
     })
