@@ -6,7 +6,7 @@
  *
  *   npx tsx bench/engine-cost.ts [--rows 400000] [--runs 5]
  */
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { BatchExecutor, BatchFlow } from "effect-batchflow"
 import { parseArgs } from "./util.js"
 import { config, produce } from "./w0-workload.js"
@@ -15,9 +15,12 @@ const cpuOf = async (rows: number, mode: "submit" | "submitAll", flushSize: numb
   const memory = BatchExecutor.memory({ keepRows: false })
   const program = produce(rows, mode).pipe(
     Effect.provide(
-      BatchFlow.layer({ ...config, flushSize, bufferSize: Math.max(config.bufferSize, 2 * flushSize) }).pipe(
-        Layer.provide(BatchExecutor.layerMemory(memory))
-      )
+      BatchFlow.layer({
+        ...config,
+        flushSize,
+        bufferSize: Math.max(config.bufferSize, 2 * flushSize),
+        executors: [BatchExecutor.forAll(memory)]
+      })
     )
   )
   const start = process.cpuUsage()

@@ -50,16 +50,11 @@ const setupPg = async (): Promise<void> => {
   await client.end()
 }
 
-const executor = BatchExecutor.make((target) =>
-  Effect.zipRight(
-    Effect.sleep(callMillis),
-    target === Failing
-      ? Effect.fail(
-          new BatchFlowError.ExecutorError({ message: "down", retryable: true, reason: "connection" })
-        )
-      : Effect.void
-  )
-)
+const down = new BatchFlowError.ExecutorError({ message: "down", retryable: true, reason: "connection" })
+const executors = [
+  BatchExecutor.forTarget(Healthy, () => Effect.sleep(callMillis)),
+  BatchExecutor.forTarget(Failing, () => Effect.zipRight(Effect.sleep(callMillis), Effect.fail(down)))
+]
 
 const flowOptions = {
   flushSize: 200,
@@ -93,7 +88,7 @@ const measure = (withFailing: boolean) =>
         ? Postgres.layer(flowOptions).pipe(
             Layer.provide(PgClient.layer({ url: Redacted.make(pgUrl), maxConnections: 4 }))
           )
-        : BatchFlow.layer(flowOptions).pipe(Layer.provide(BatchExecutor.layer(executor.execute)))
+        : BatchFlow.layer({ ...flowOptions, executors })
     ),
     Effect.provide(Layer.empty)
   )

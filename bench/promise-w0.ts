@@ -24,14 +24,14 @@
  * row armed its own interval timer; one worker keeps the interval since (engine.ts `nextStep`), which
  * also made the event-loop scheduler the facade then used unnecessary (with it: 1.27–1.35×).
  */
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { BatchExecutor, BatchFlow } from "effect-batchflow"
 import { make as makeFacade } from "../src/internal/promise/flow.js"
 import { parseArgs } from "./util.js"
 import { config, Events, makeRow, PRODUCERS, produce } from "./w0-workload.js"
 
 const flowLayer = (memory: BatchExecutor.Memory) =>
-  BatchFlow.layer(config).pipe(Layer.provide(BatchExecutor.layerMemory(memory)))
+  BatchFlow.layer({ ...config, executors: [BatchExecutor.forAll(memory)] })
 
 const effectRun = async (rows: number): Promise<number> => {
   const memory = BatchExecutor.memory({ keepRows: false })

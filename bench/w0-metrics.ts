@@ -1,7 +1,7 @@
 /**
  * W0 with metrics: the W0 workload (bench/w0.ts: 4 producers, buffer 10,000, flushSize 500,
  * flushInterval 50 ms, concurrency 4, retry on, an executor that counts rows) run with
- * `BatchFlowMetrics.layer` provided and without it, interleaved in the same run, for per-row
+ * the `metrics` option and without it, interleaved in the same run, for per-row
  * `submit` and for `submitAll` of 500-row arrays. A third variant turns Effect's tracer off
  * (`Effect.withTracerEnabled(false)`) to show what the engine's per-batch spans cost.
  *
@@ -11,10 +11,10 @@
  *
  *   npx tsx bench/w0-metrics.ts [--rows 1000000] [--runs 3] [--json out.json]
  */
-import { Effect, Layer, Option } from "effect"
+import { Effect } from "effect"
 import { BatchExecutor, BatchFlow } from "effect-batchflow"
 import * as BatchFlowMetrics from "effect-batchflow/BatchFlowMetrics"
-import { EngineObserver, type Observer } from "effect-batchflow/internal/engine/observer"
+import type { Observer } from "effect-batchflow/internal/engine/observer"
 import { parseArgs, report, type Sample, time } from "./util.js"
 import { config, produce } from "./w0-workload.js"
 
@@ -26,11 +26,11 @@ const runFlow = (
   observability: Observability
 ): Promise<number> => {
   const memory = BatchExecutor.memory({ keepRows: false })
-  const base = BatchFlow.layer(config).pipe(Layer.provide(BatchExecutor.layerMemory(memory)))
-  const flowLayer =
-    observability === "metrics on"
-      ? base.pipe(Layer.provide(BatchFlowMetrics.layer({ database: "bench", instanceId: "w0" })))
-      : base
+  const flowLayer = BatchFlow.layer({
+    ...config,
+    executors: [BatchExecutor.forAll(memory)],
+    metrics: observability === "metrics on" ? { database: "bench", instanceId: "w0" } : false
+  })
   const program = produce(rows, mode).pipe(Effect.provide(flowLayer))
   const run = observability === "metrics off, tracer off" ? Effect.withTracerEnabled(program, false) : program
   return Effect.runPromise(run).then((submitted) => {
@@ -117,14 +117,7 @@ const spanMicros = (batches: number, traced: boolean): number => {
 }
 
 const perBatchCosts = () => {
-  const observer = Effect.runSync(
-    Effect.map(
-      Effect.serviceOption(EngineObserver).pipe(
-        Effect.provide(BatchFlowMetrics.layer({ database: "bench", instanceId: "micro" }))
-      ),
-      Option.getOrThrow
-    )
-  )
+  const observer = BatchFlowMetrics.makeMetricsObserver({ database: "bench", instanceId: "micro" })
   const batches = 200_000
   const samples = {
     observer: [] as Array<number>,

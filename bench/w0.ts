@@ -8,7 +8,7 @@
  *
  *   npx tsx bench/w0.ts [--rows 1000000] [--runs 3] [--json out.json]
  */
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { BatchExecutor, BatchFlow } from "effect-batchflow"
 import { type BenchRow, parseArgs, report, type Sample, time } from "./util.js"
 import { config, makeRow, PRODUCERS, produce } from "./w0-workload.js"
@@ -16,7 +16,7 @@ import { config, makeRow, PRODUCERS, produce } from "./w0-workload.js"
 const runFlow = (rows: number, mode: "submit" | "submitAll"): Promise<number> => {
   const memory = BatchExecutor.memory({ keepRows: false })
   const program = produce(rows, mode).pipe(
-    Effect.provide(BatchFlow.layer(config).pipe(Layer.provide(BatchExecutor.layerMemory(memory))))
+    Effect.provide(BatchFlow.layer({ ...config, executors: [BatchExecutor.forAll(memory)] }))
   )
   return Effect.runPromise(program).then((submitted) => {
     if (memory.rowCount() !== submitted) {

@@ -141,7 +141,7 @@ step "type-check the quickstarts with the project's own tsconfig (NodeNext)"
 ts_version=$(node -p "require('$repo/package.json').devDependencies.typescript")
 node_types=$(node -p "require('$repo/package.json').devDependencies['@types/node']")
 npm install --save-dev "typescript@$ts_version" "@types/node@$node_types"
-for f in "${quickstarts[@]}" examples/prometheus.ts; do cp "$repo/$f" .; done
+for f in "${quickstarts[@]}" examples/prometheus.ts examples/multi-backend.ts examples/two-flows.ts; do cp "$repo/$f" .; done
 cat >tsconfig.json <<'EOF'
 {
   "compilerOptions": {
