@@ -230,7 +230,7 @@ const runHere = (spec: BenchSpec, io: Io, tamper: Tamper | undefined): Effect.Ef
   Effect.scoped(
     Effect.gen(function* () {
       const startedAt = new Date()
-      let harness = yield* loadHarness(spec)
+      const harness = yield* loadHarness(spec)
       // The process before any run (modules loaded, backend connected): peak RSS is reported over it.
       // A full GC first: the live heap before the runs, and the idle RSS without old garbage.
       const liveHeapBeforeMiB = Gc.liveHeapMiB()
@@ -258,7 +258,6 @@ const runHere = (spec: BenchSpec, io: Io, tamper: Tamper | undefined): Effect.Ef
       )
       if (spec.metricsPort !== undefined) {
         const address = yield* Metrics.serve(spec.metricsPort)
-        harness = { ...harness, flowLayer: Metrics.observe(harness.flowLayer, spec.backend) }
         io.err(`Prometheus metrics at ${address} while the bench runs`)
       }
       io.out(`effect-batchflow bench: ${spec.backend === "noop" ? "W0" : "W1"} on ${harness.description}`)

@@ -6,10 +6,7 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import type * as BatchFlow from "../BatchFlow.js"
-import * as BatchFlowMetrics from "../BatchFlowMetrics.js"
 import { BackendError, messageOf } from "./harness.js"
 
 /**
@@ -35,15 +32,3 @@ export const serve = (port: number): Effect.Effect<string, BackendError, Scope.S
       cause instanceof BackendError ? cause : new BackendError({ message: messageOf(cause), cause })
     )
   )
-
-/**
- * The flow layer with `BatchFlowMetrics` recording, labelled `database=<backend>`.
- *
- * @since 0.1.0
- * @category combinators
- */
-export const observe = (
-  flowLayer: Layer.Layer<BatchFlow.BatchFlow, unknown>,
-  database: string
-): Layer.Layer<BatchFlow.BatchFlow, unknown> =>
-  flowLayer.pipe(Layer.provide(BatchFlowMetrics.layer({ database, instanceId: "bench" })))

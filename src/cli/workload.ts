@@ -251,7 +251,9 @@ export const flowOptions = (spec: BenchSpec): BatchFlowConfig.Options => ({
   flushInterval: spec.flushInterval,
   concurrency: spec.concurrency,
   retry: { maxAttempts: 3, backoffBase: "20 millis", maxBackoff: "500 millis" },
-  timeout: "5 seconds"
+  timeout: "5 seconds",
+  // With --metrics-port the flow records the BatchFlowMetrics, labelled database=<backend>.
+  metrics: spec.metricsPort === undefined ? false : { database: spec.backend, instanceId: "bench" }
 })
 
 /**
