@@ -136,8 +136,9 @@ const workerLib = async (redisUrl: string, table: string, consumer: string, minI
     minIdle,
     block: "200 millis"
   }).pipe(
-    Layer.provide(Postgres.layer({ flushSize: 500, concurrency: CONCURRENCY, flushInterval: "2 millis" })),
-    Layer.provide(PgClient.layer({ url: Redacted.make(pgUrl), maxConnections: CONCURRENCY })),
+    // Entries of 500 rows from 4 writers merge into statements of up to 2,000 rows: less CPU per row.
+    Layer.provide(Postgres.layer({ flushSize: 2_000, concurrency: 2, flushInterval: "2 millis" })),
+    Layer.provide(PgClient.layer({ url: Redacted.make(pgUrl), maxConnections: 2 })),
     Layer.provide(Redis.layerClient({ url: redisUrl }))
   )
   await Effect.runPromise(

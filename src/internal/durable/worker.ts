@@ -212,18 +212,19 @@ export const start = (
     yield* Effect.mapError(createGroups, connectionError)
 
     // XREADGROUP BLOCK holds its connection: the reader gets one of its own.
-    const reader = yield* Effect.acquireRelease(
+    const { redis: reader, id: readerId } = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: async () => {
           const redis = commands.duplicate()
           redis.on("error", () => undefined)
           redis.setMaxListeners(0)
           await redis.connect()
-          return redis
+          // Its id, for CLIENT UNBLOCK at close: a blocked read then returns at once.
+          return { redis, id: Number(await redis.call("client", "id")) }
         },
         catch: connectionError
       }),
-      (redis) => Effect.sync(() => redis.disconnect())
+      ({ redis }) => Effect.sync(() => redis.disconnect())
     )
 
     // Entries held (queued or being written) are bounded by `capacity`: reads and claims ask for no
@@ -530,6 +531,7 @@ export const start = (
       Effect.gen(function* () {
         stopping = true
         yield* Deferred.succeed(stopped, undefined)
+        yield* Effect.ignore(call(commands, timeout, "client", ["UNBLOCK", readerId]))
         yield* Fiber.join(readFiber).pipe(Effect.ignore)
         yield* Fiber.join(claimFiber).pipe(Effect.ignore)
         yield* Queue.offerAll(
