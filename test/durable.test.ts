@@ -6,8 +6,8 @@
  * holds. Crashes are in durable-crash.test.ts, against a private Redis.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Either, Exit, Layer, Logger, Redacted, Schema, Scope } from "effect"
-import { BatchFlow, Conflict, Table, Target } from "effect-batchflow"
+import { Data, Effect, Either, Exit, Layer, Logger, Redacted, Schema, Scope } from "effect"
+import { BatchExecutor, BatchFlow, Conflict, Table, Target } from "effect-batchflow"
 import * as Durable from "effect-batchflow/Durable"
 import * as Postgres from "effect-batchflow/Postgres"
 import * as Redis from "effect-batchflow/Redis"
@@ -224,6 +224,73 @@ describe("durable mode", () => {
     expect(byEntry.get(id)).toMatchObject({ reason: "max_deliveries", deliveries: "7", count: "1" })
     expect(byEntry.get(undecodable)).toMatchObject({ reason: "undecodable" })
     expect(await countRows(pool, name)).toBe(0)
+    expect(await backlog(redis, key)).toEqual({ length: 0, pending: 0 })
+  })
+
+  it("an entry whose write failed transiently stays pending and is written on its next delivery", async () => {
+    const Flaky = Target.make(unique("dur_flaky"), {
+      schema: Schema.Struct({ id: Schema.Number }),
+      key: ["id"],
+      idempotentWrites: true
+    })
+    const calls: Array<number> = []
+    class Unavailable extends Data.TaggedError("Unavailable")<{}> {}
+    class FlakySink extends BatchFlow.Tag("test/DurableFlakySink")<FlakySink>() {}
+    // The sink refuses the first call with a retryable error, then writes.
+    const FlakySinkLive = FlakySink.layer({
+      executors: [
+        BatchExecutor.forTarget(
+          Flaky,
+          (rows) =>
+            Effect.suspend(() => {
+              calls.push(rows.length)
+              return calls.length === 1 ? Effect.fail(new Unavailable()) : Effect.void
+            }),
+          {
+            rules: [
+              (e) => (e._tag === "Unavailable" ? { retryable: true, reason: "unavailable" } : undefined)
+            ]
+          }
+        )
+      ],
+      retry: { maxAttempts: 1 }
+    })
+    const key = Durable.streamKey(Flaky, prefix)
+    const layer = Layer.mergeAll(
+      Durable.producer({ prefix, flushSize: 50 }),
+      Durable.worker({
+        targets: [Flaky],
+        prefix,
+        flow: FlakySink,
+        block: "50 millis",
+        minIdle: "100 millis"
+      }).pipe(Layer.provide(FlakySinkLive))
+    ).pipe(Layer.provide(ClientLive))
+    const stats = await withLayer(layer, async (get) => {
+      const flow = get<BatchFlow.BatchFlow>(BatchFlow.BatchFlow)
+      const worker = get<Durable.WorkerService>(Durable.Worker)
+      await Effect.runPromise(
+        flow.writeAll(
+          Flaky,
+          Array.from({ length: 50 }, (_, id) => ({ id }))
+        )
+      )
+      await until(
+        async () => (await Effect.runPromise(worker.stats)).acked === 1,
+        10_000,
+        async () => JSON.stringify(await Effect.runPromise(worker.stats))
+      )
+      return Effect.runPromise(worker.stats)
+    })
+    expect(calls).toEqual([50, 50])
+    expect(stats).toMatchObject({
+      read: 1,
+      returned: 1,
+      claimed: 1,
+      acked: 1,
+      rowsCommitted: 50,
+      deadLettered: 0
+    })
     expect(await backlog(redis, key)).toEqual({ length: 0, pending: 0 })
   })
 
