@@ -50,7 +50,9 @@ export interface StatementOptions {
   readonly maxStatementBytes?: number | undefined
   /**
    * Run each batch on a connection of the mysql2 pool behind the `@effect/sql-mysql2` client
-   * directly, with mysql2's own callbacks (default `false`): less Node CPU per batch, with the same
+   * directly, with mysql2's own callbacks (default `true`; `false` sends every statement through the
+   * client): less Node CPU per batch (0.90 and 0.95× of raw `query()` against 0.80–0.84× through the
+   * client, on 2026-12-07), with the same
    * statements, errors, classification, metrics and outcomes as through the client. The connection is
    * taken first (a failed connect is known not sent), statements of a split batch run in one
    * transaction, and the connection goes back to the pool after the last reply (also when the

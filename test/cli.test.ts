@@ -491,8 +491,8 @@ describe("effect-batchflow bench", () => {
         [["--backend", "mysql", "--pg-form", "unnest"], "--pg-form applies to --backend pg, not to mysql"],
         [["--backend", "pg", "--sqlite-direct"], "--sqlite-direct applies to --backend sqlite, not to pg"],
         [
-          ["--backend", "sqlite", "--mysql-direct"],
-          "--mysql-direct applies to --backend mysql, not to sqlite"
+          ["--backend", "sqlite", "--mysql-client"],
+          "--mysql-client applies to --backend mysql, not to sqlite"
         ],
         [
           ["--backend", "pg", "--url", "mysql://root@127.0.0.1/test"],
@@ -581,7 +581,7 @@ const noFlags: Flags = {
   conflict: Option.none(),
   pgForm: Option.none(),
   sqliteDirect: false,
-  mysqlDirect: false,
+  mysqlClient: false,
   url: Option.none(),
   runs: "1",
   warmup: Option.none(),

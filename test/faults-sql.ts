@@ -23,10 +23,10 @@ const retry = { maxAttempts: 10, backoffBase: "50 millis", maxBackoff: "500 mill
 export const sqlFaults = (
   dialect: "pg" | "mysql",
   start: () => Promise<PrivatePostgres | PrivateMariaDb>,
-  /** MySQL: the executor's direct path (`Mysql` option `direct: true`). */
-  direct = false
+  /** MySQL: through the client (`Mysql` option `direct: false`) instead of the default direct path. */
+  throughClient = false
 ) =>
-  describe.sequential(`${dialect}${direct ? " direct" : ""}: truthful outcomes under faults`, () => {
+  describe.sequential(`${dialect}${throughClient ? " client" : ""}: truthful outcomes under faults`, () => {
     let target: Server
     let proxy: FaultProxy
 
@@ -43,9 +43,9 @@ export const sqlFaults = (
     const check = async (name: string, scenario: Scenario, closeTimeoutMillis: number) => {
       proxy.pass()
       // The scenario's flow options go to `Mysql.layer`, which takes the statement option `direct` too.
-      const flow = direct ? ({ ...scenario.flow, direct: true } as Scenario["flow"]) : scenario.flow
+      const flow = throughClient ? ({ ...scenario.flow, direct: false } as Scenario["flow"]) : scenario.flow
       const outcome = await runScenario(target, proxy, { ...scenario, flow })
-      console.log(summary(`${dialect}${direct ? " direct" : ""} ${name}`, outcome))
+      console.log(summary(`${dialect}${throughClient ? " client" : ""} ${name}`, outcome))
       expect(problems(outcome, scenario.rows, closeTimeoutMillis)).toEqual([])
       return outcome
     }

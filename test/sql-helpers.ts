@@ -78,7 +78,10 @@ export const backends: ReadonlyArray<Backend> = [
   }
 ]
 
-/** Every backend, and SQLite and MySQL again on their executors' direct paths (`direct: true`). */
+/**
+ * Every backend, SQLite again on its executor's direct path (`direct: true`) and MySQL again through
+ * its client (`direct: false`: the direct path is its default).
+ */
 export const allBackends: ReadonlyArray<Backend & { readonly name: string }> = [
   ...backends.map((backend) => ({ ...backend, name: backend.dialect })),
   ...backends
@@ -93,9 +96,9 @@ export const allBackends: ReadonlyArray<Backend & { readonly name: string }> = [
     .filter((backend) => backend.dialect === "mysql")
     .map((backend) => ({
       ...backend,
-      name: "mysql direct",
-      flow: (options?: Mysql.Options) => Mysql.layer({ ...options, direct: true }),
-      executor: (options?: Mysql.StatementOptions) => Mysql.makeExecutor({ ...options, direct: true })
+      name: "mysql client",
+      flow: (options?: Mysql.Options) => Mysql.layer({ ...options, direct: false }),
+      executor: (options?: Mysql.StatementOptions) => Mysql.makeExecutor({ ...options, direct: false })
     }))
 ]
 

@@ -149,9 +149,9 @@ const flags = {
       "SQLite: the flow writes through better-sqlite3 directly (Sqlite option direct: true) instead of through the SqliteClient's statements."
     )
   ),
-  mysqlDirect: Options.boolean("mysql-direct").pipe(
+  mysqlClient: Options.boolean("mysql-client").pipe(
     Options.withDescription(
-      "MySQL/MariaDB: the flow writes on the mysql2 pool's connections directly (Mysql option direct: true) instead of through the MysqlClient's statements."
+      "MySQL/MariaDB: the flow sends every statement through the MysqlClient (Mysql option direct: false) instead of on the mysql2 pool's connections directly (the default)."
     )
   ),
 
@@ -190,7 +190,7 @@ export interface Flags {
   readonly conflict: Option.Option<string>
   readonly pgForm: Option.Option<string>
   readonly sqliteDirect: boolean
-  readonly mysqlDirect: boolean
+  readonly mysqlClient: boolean
   readonly url: Option.Option<string>
   readonly runs: string
   readonly warmup: Option.Option<string>
@@ -315,8 +315,8 @@ export const toSpec = (flags: Flags): Effect.Effect<BenchSpec, ReadonlyArray<str
     if (flags.sqliteDirect && backend !== undefined && backend !== "sqlite") {
       problems.push(`--sqlite-direct applies to --backend sqlite, not to ${backend}`)
     }
-    if (flags.mysqlDirect && backend !== undefined && backend !== "mysql") {
-      problems.push(`--mysql-direct applies to --backend mysql, not to ${backend}`)
+    if (flags.mysqlClient && backend !== undefined && backend !== "mysql") {
+      problems.push(`--mysql-client applies to --backend mysql, not to ${backend}`)
     }
     if (conflictText !== undefined && (backend === "redis" || backend === "noop")) {
       problems.push(`--conflict applies to the SQL backends (sqlite, pg, mysql), not to ${backend}`)
@@ -390,7 +390,7 @@ export const toSpec = (flags: Flags): Effect.Effect<BenchSpec, ReadonlyArray<str
       conflict,
       pgForm,
       sqliteDirect: flags.sqliteDirect,
-      mysqlDirect: flags.mysqlDirect,
+      mysqlDirect: !flags.mysqlClient,
       url,
       runs,
       warmup: Math.min(warmup, rows),

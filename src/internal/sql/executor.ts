@@ -542,16 +542,16 @@ export const make = (
         )
       }
     }
-    // MySQL/MariaDB with `direct`: each batch on a connection of the client's mysql2 pool (mysqlDirect.ts).
+    // MySQL/MariaDB, unless `direct: false`: each batch on a connection of the client's mysql2 pool
+    // (mysqlDirect.ts). Asked for explicitly, a path that cannot be found is a warning.
     let pool: MysqlDirect.RawPool | undefined
-    if (mysql !== undefined && options.direct === true) {
+    if (mysql !== undefined && options.direct !== false) {
       const found = yield* MysqlDirect.poolOf(sql)
       if (found._tag === "Found") {
         pool = found.pool
       } else {
-        yield* Effect.logWarning(
-          `effect-batchflow: the MySQL direct path is not available (${found.reason}); writing through the client`
-        )
+        const message = `effect-batchflow: the MySQL direct path is not available (${found.reason}); writing through the client`
+        yield* options.direct === true ? Effect.logWarning(message) : Effect.logDebug(message)
       }
     }
     type Failure = SqlWriteError | NotATable | RowEncodeError | ColumnValueError | ColumnLookupError

@@ -1,5 +1,5 @@
 /**
- * The direct MySQL/MariaDB path (`Mysql.layer({ direct: true })`): each batch runs on a connection
+ * The direct MySQL/MariaDB path (the default; `Mysql.layer({ direct: false })` turns it off): each batch runs on a connection
  * of the mysql2 pool behind the app's `@effect/sql-mysql2` client, with mysql2's own callbacks: one
  * Effect per batch instead of the client's per batch (a Scope, an `acquireRelease` for the
  * connection, an Effect per statement with its `map`). The statements, their texts and values, and
