@@ -167,13 +167,17 @@ export interface Options<X extends ReadonlyArray<BatchExecutor.Executor.Any>>
 type MakeError<X> = BatchFlowConfigError | BatchExecutor.Executor.Error<X>
 type MakeContext<X> = BatchExecutor.Executor.Context<X>
 
-/** The executors of a flow, made, and the user rules (the option's, then a deprecated `Retry.layer`'s). */
+/**
+ * Starts a flow: its executors made (or, without `executors`, the deprecated `BatchExecutor`
+ * service), the user rules (the option's, then a deprecated `Retry.layer`'s), and the metrics
+ * observer when the `metrics` option asks for one.
+ */
 const start = (
-  options: BatchFlowConfig.Options,
-  executors: ReadonlyArray<BatchExecutor.Executor.Any> | undefined
+  options: BatchFlowConfig.Options & { readonly executors?: ReadonlyArray<BatchExecutor.Executor.Any> }
 ) =>
   Effect.gen(function* () {
     const config = yield* BatchFlowConfig.make(options)
+    const executors = options.executors
     const ordered =
       executors === undefined
         ? undefined
@@ -228,9 +232,14 @@ export const make: {
   (
     options?: BatchFlowConfig.Options
   ): Effect.Effect<BatchFlow, BatchFlowConfigError, BatchExecutor.BatchExecutor | Scope.Scope>
-} = (
-  options: BatchFlowConfig.Options & { readonly executors?: ReadonlyArray<BatchExecutor.Executor.Any> } = {}
-) => start(options, options.executors) as never
+} = (options: BatchFlowConfig.Options = {}) => start(options) as never
+
+/** A flow from options read from `Config` over the options given in code (see `layerConfig`). */
+const makeFromConfig = (
+  options: BatchFlowConfig.Options,
+  config: Config.Config<BatchFlowConfig.Options>
+): Effect.Effect<BatchFlow, unknown, unknown> =>
+  Effect.flatMap(config, (read) => start(BatchFlowConfig.merge(options, read)))
 
 /**
  * A scoped layer: building it makes the executors and starts the engine, releasing it closes the
@@ -288,10 +297,7 @@ export const layerConfig: {
   const [options, config] = Config.isConfig(first)
     ? [{}, first]
     : [first ?? {}, second ?? BatchFlowConfig.config]
-  return Layer.scoped(
-    BatchFlow,
-    Effect.flatMap(config, (read) => make(BatchFlowConfig.merge(options, read) as never))
-  ) as never
+  return Layer.scoped(BatchFlow, makeFromConfig(options, config) as never) as never
 }
 
 /**
@@ -349,11 +355,7 @@ export const Tag =
       layerConfig: (
         options: Options<ReadonlyArray<BatchExecutor.Executor.Any>>,
         config: Config.Config<BatchFlowConfig.Options> = BatchFlowConfig.config
-      ) =>
-        Layer.scoped(
-          tag,
-          Effect.flatMap(config, (read) => make(BatchFlowConfig.merge(options, read)) as never)
-        )
+      ) => Layer.scoped(tag, makeFromConfig(options, config) as never)
     }) as never
   }
 
