@@ -105,8 +105,9 @@ export interface BatchFlow {
   ) => Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull | BatchFailureOf<A>>
   /**
    * Like `submitAll`, then waits until every one of its rows is committed or reported, and succeeds
-   * with the distinct `BatchFailure`s of its rows (empty: all committed). Several rows share the
-   * failure of their batch, so the failures' rows together are exactly the rows not committed. For a
+   * with the distinct `BatchFailure`s of its rows (empty: all committed). Each holds only this call's
+   * rows, also when their batch held other callers' rows too, so the failures' rows together are
+   * exactly this call's rows not committed. For a
    * caller that must know each row's fate before it goes on (e.g. acknowledging a message it read).
    * Interrupting the wait withdraws nothing.
    */

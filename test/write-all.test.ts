@@ -137,3 +137,57 @@ describe("writeAll bookkeeping", () => {
     })
   )
 })
+
+describe("writeAll beside other callers in the same batch", () => {
+  it.live("each caller gets the failure with its own rows only, whatever else its batch held", () =>
+    Effect.gen(function* () {
+      const rejected = new BatchFlowError.ExecutorError({
+        message: "no",
+        retryable: false,
+        reason: "rejected"
+      })
+      const calls: Array<number> = []
+      const executor = BatchExecutor.forTarget(Items, (rows) =>
+        Effect.suspend(() => {
+          calls.push(rows.length)
+          return Effect.fail(rejected)
+        })
+      )
+      const result = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const flow = yield* BatchFlow.make({
+            executors: [executor],
+            flushSize: 10,
+            flushInterval: "1 hour"
+          })
+          const [first, second] = yield* Effect.all(
+            [
+              flow.writeAll(
+                Items,
+                Array.from({ length: 5 }, (_, i) => ({ id: i }))
+              ),
+              flow.writeAll(
+                Items,
+                Array.from({ length: 5 }, (_, i) => ({ id: 100 + i }))
+              )
+            ],
+            { concurrency: "unbounded" }
+          )
+          return { first, second }
+        })
+      )
+      // One batch of 10: the two calls' rows together (the interval is an hour, so only the size flushes).
+      expect(calls).toEqual([10])
+      expect(result.first.flatMap((f) => f.rows.map((r) => r.id))).toEqual([0, 1, 2, 3, 4])
+      expect(result.second.flatMap((f) => f.rows.map((r) => r.id))).toEqual([100, 101, 102, 103, 104])
+      for (const f of [...result.first, ...result.second]) {
+        expect(f).toMatchObject({
+          _tag: "BatchFailure",
+          reason: "rejected",
+          target: "wa_items",
+          outcome: "failed"
+        })
+      }
+    })
+  )
+})

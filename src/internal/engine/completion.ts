@@ -6,7 +6,7 @@
  * time. Making one of these is one small object; awaiting it is one `Effect.async`.
  */
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
+import type * as Exit from "effect/Exit"
 
 /** @internal */
 export class Completion<A = void, E = never> {
@@ -70,27 +70,5 @@ export class Completion<A = void, E = never> {
             return Effect.sync(this.wait(resume))
           })
     )
-  }
-}
-
-/**
- * The one ack of every row of a `writeAll` call: settlement completes it once per row (with the
- * row's exit, as any ack), and it completes itself, successfully, once all its rows are settled;
- * `reported` then holds the distinct failures (several rows share their batch's).
- *
- * @internal
- */
-export class RowsAck<E> extends Completion<void, E> {
-  readonly reported: Array<E> = []
-  /** Completed once every row is settled. */
-  readonly all = new Completion<void>()
-  constructor(private remaining: number) {
-    super()
-  }
-
-  override unsafeDone(exit: Exit.Exit<void, E>): void {
-    if (exit._tag === "Failure" && exit.cause._tag === "Fail" && !this.reported.includes(exit.cause.error))
-      this.reported.push(exit.cause.error)
-    if (--this.remaining === 0) this.all.unsafeDone(Exit.void)
   }
 }

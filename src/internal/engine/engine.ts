@@ -35,13 +35,14 @@ import { withIndex, withValue } from "../rows/validate.js"
 import { Attempts } from "./attempt.js"
 import { RowBuffer } from "./buffer.js"
 import { closeTimeoutMessage, closeTimeoutReason, drainWorkers, engineFailureReason } from "./close.js"
-import { Completion, RowsAck } from "./completion.js"
+import { Completion } from "./completion.js"
 import { awaitGroups, FlushRequests } from "./flushRequests.js"
 import { type Ack, type Classified, type Group, makeGroup, type Part, slicePart } from "./group.js"
 import { Inline } from "./inline.js"
 import { EngineObserver, type FlushTrigger, noop as noopObserver, type Observer } from "./observer.js"
 import { KeyOrdering } from "./ordering.js"
 import { type Made, Routes } from "./routes.js"
+import { RowsAck } from "./rowsAck.js"
 import { Settlement } from "./settle.js"
 import type { Stats } from "./stats.js"
 import { isLiveClock } from "./timeout.js"
@@ -256,10 +257,10 @@ export class Engine {
           rows[i] = target.copy(given[i] as A)
         }
         if (rows.length === 0) return Effect.succeed([])
-        const ack = new RowsAck<BatchFailure>(rows.length)
+        const ack = new RowsAck(rows.length)
         return Effect.zipRight(
           this.enqueueAll(target, rows, 0, this.currentSpan(), ack),
-          Effect.as(ack.all.await, ack.reported)
+          Effect.map(ack.all.await, () => ack.reported)
         )
       }
     )

@@ -21,6 +21,7 @@ import * as Redact from "../rows/redact.js"
 import type { Grouped } from "./buffer.js"
 import { type Ack, type Classified, type Outcome, type Part, pickPart } from "./group.js"
 import type { Observer } from "./observer.js"
+import { RowsAck } from "./rowsAck.js"
 
 /** With `logRowValues`, a final failure's log line shows at most this many of its rows. */
 const loggedRows = 3
@@ -237,7 +238,12 @@ export class Settlement {
     else this.unknownOutcome += rows.length
     if (acks !== undefined) {
       const exit = Exit.fail(failure)
-      for (const ack of acks) if (ack !== undefined) ack.unsafeDone(exit)
+      for (let i = 0; i < acks.length; i++) {
+        const ack = acks[i]
+        // A writeAll ack keeps which of its rows the failure holds (see rowsAck.ts).
+        if (ack instanceof RowsAck) ack.failed(rows[i], failure)
+        else if (ack !== undefined) ack.unsafeDone(exit)
+      }
     }
     if (!this.failureBox.unsafeOffer(failure)) {
       this.droppedFailures++
