@@ -5,6 +5,7 @@
  * worker refuses targets that are not idempotent; closing a worker finishes and acknowledges what it
  * holds. Crashes are in durable-crash.test.ts, against a private Redis.
  */
+import { spawnSync } from "node:child_process"
 import { PgClient } from "@effect/sql-pg"
 import { Data, Effect, Either, Exit, Layer, Logger, Redacted, Schema, Scope } from "effect"
 import { BatchExecutor, BatchFlow, Conflict, Table, Target } from "effect-batchflow"
@@ -23,6 +24,7 @@ import {
   pgUrl,
   redisAt,
   sharedRedisUrl,
+  sleep,
   unique,
   until
 } from "./durable/helpers.js"
@@ -173,6 +175,88 @@ describe("durable mode", () => {
     // The detail names the reason but no row values.
     for (const r of records) expect(r.detail).toContain("check_violation")
     expect(await backlog(redis, Durable.streamKey(Events, prefix))).toEqual({ length: 0, pending: 0 })
+  })
+
+  it("a dead letter that cannot be appended leaves its entry pending (no ack); it is settled once the append works", async () => {
+    const name = await table("dur_deadfail", ", CHECK (amount >= 0)")
+    const Events = eventsTable(name)
+    const key = Durable.streamKey(Events, prefix)
+    const deadKey = Durable.deadLetterKey(Events, prefix)
+    // The dead-letter key holds a string: every XADD to it fails with WRONGTYPE.
+    await redis.set(deadKey, "not a stream")
+    const layer = Layer.mergeAll(
+      Durable.producer({ prefix, flushSize: 100 }),
+      Durable.worker({ targets: [Events], prefix, flow: Sink, block: "50 millis" }).pipe(
+        Layer.provide(SinkLive)
+      )
+    ).pipe(Layer.provide(ClientLive))
+    const rows = Array.from({ length: 100 }, (_, i) => ({ id: i, name: `e${i}`, amount: i === 7 ? -1 : 1 }))
+    await withLayer(layer, async (get) => {
+      const flow = get<BatchFlow.BatchFlow>(BatchFlow.BatchFlow)
+      const worker = get<Durable.WorkerService>(Durable.Worker)
+      await Effect.runPromise(flow.writeAll(Events, rows))
+      await until(
+        async () => (await countRows(pool, name)) === 99,
+        10_000,
+        async () => `${await countRows(pool, name)} rows`
+      )
+      await sleep(500)
+      // Written, but its dead letter could not be appended: not acknowledged, not deleted.
+      expect(await backlog(redis, key)).toEqual({ length: 1, pending: 1 })
+      expect(await redis.type(deadKey)).toBe("string")
+      expect((await Effect.runPromise(worker.stats)).acked).toBe(0)
+      await redis.del(deadKey)
+      await until(
+        async () => (await backlog(redis, key)).pending === 0,
+        10_000,
+        async () => JSON.stringify(await backlog(redis, key))
+      )
+      expect(await Effect.runPromise(worker.stats)).toMatchObject({ acked: 1, deadLettered: 1, lost: 0 })
+    })
+    const dead = (await redis.call("xrange", deadKey, "-", "+")) as Array<[string, Array<string>]>
+    expect(dead.length).toBe(1)
+    const record = Object.fromEntries(chunk(dead[0]![1]))
+    expect(record.reason).toBe("check_violation")
+    expect((JSON.parse(record.rows!) as Array<{ id: number }>).map((r) => r.id)).toEqual([7])
+    expect(await backlog(redis, key)).toEqual({ length: 0, pending: 0 })
+  })
+
+  it("with deadLetter: log, the log line is written while the entry is still pending (then it is acknowledged)", async () => {
+    const name = await table("dur_deadlog", ", CHECK (amount >= 0)")
+    const Events = eventsTable(name)
+    const key = Durable.streamKey(Events, prefix)
+    // At the log line, asks Redis synchronously (the event loop stands still) what is pending.
+    const seen: Array<string> = []
+    const logger = Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ message }) => {
+        const text = String(message)
+        if (!text.includes("dropped after")) return
+        const reply = spawnSync("redis-cli", ["-u", `${sharedRedisUrl}/${DB}`, "xlen", key], {
+          encoding: "utf8"
+        })
+        seen.push(reply.stdout.trim())
+      })
+    )
+    const layer = Layer.mergeAll(
+      Durable.producer({ prefix, flushSize: 100 }),
+      Durable.worker({ targets: [Events], prefix, flow: Sink, block: "50 millis", deadLetter: "log" }).pipe(
+        Layer.provide(SinkLive),
+        Layer.provide(logger)
+      )
+    ).pipe(Layer.provide(ClientLive))
+    const rows = Array.from({ length: 100 }, (_, i) => ({ id: i, name: `e${i}`, amount: i === 7 ? -1 : 1 }))
+    await withLayer(layer, async (get) => {
+      await Effect.runPromise(get<BatchFlow.BatchFlow>(BatchFlow.BatchFlow).writeAll(Events, rows))
+      await until(
+        async () => (await backlog(redis, key)).pending === 0 && seen.length > 0,
+        10_000,
+        async () => `${JSON.stringify(await backlog(redis, key))}, ${seen.length} log lines`
+      )
+    })
+    expect(seen).toEqual(["1"])
+    expect(await countRows(pool, name)).toBe(99)
+    expect(Number(await redis.exists(Durable.deadLetterKey(Events, prefix)))).toBe(0)
   })
 
   it("an entry delivered more than maxDeliveries times goes to the dead-letter stream, acknowledged", async () => {

@@ -9,10 +9,13 @@
  * - keep: every `minIdle / 3`, the entries this worker holds are touched (XCLAIM … JUSTID, which does
  *   not count a delivery) so that no other worker claims an entry that is still being written;
  * - write: `concurrency` fibers take entries, decode them and call `flow.writeAll`;
- * - settle: committed → XACK + XDEL; rows reported with a final failure → the dead-letter stream, then
- *   XACK + XDEL (one MULTI); a transient failure (retryable, unknown outcome, closed flow) → left
- *   pending, to be claimed again after `minIdle`, until `maxDeliveries`.
+ * - settle: one Lua script (`settleScript`) that does nothing when the entry is no longer pending for
+ *   this consumer, else appends the dead letters (rows reported with a final failure) and then
+ *   XACK + XDEL; a failing XADD aborts it before the XACK. With `deadLetter: "log"` the log lines come
+ *   first. A transient failure (retryable, unknown outcome, closed flow) → left pending, to be
+ *   claimed again after `minIdle`, until `maxDeliveries`.
  */
+import { createHash } from "node:crypto"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -64,6 +67,11 @@ export interface WorkerStats {
   readonly deadLetteredRows: number
   /** Entries left pending after a transient failure, to be delivered again. */
   readonly returned: number
+  /**
+   * Entries found no longer pending for this worker when touching or settling them (another worker
+   * claimed them, e.g. after a pause longer than `minIdle`): dropped, not acknowledged here.
+   */
+  readonly lost: number
 }
 
 interface Stream {
@@ -132,23 +140,42 @@ const call = (redis: IORedis, millis: number, name: string, args: ReadonlyArray<
     catch: (error) => error
   })
 
-/** Commands as one MULTI/EXEC; fails when EXEC did not run or a command failed. */
-const transaction = (
-  redis: IORedis,
-  millis: number,
-  commands: ReadonlyArray<ReadonlyArray<string | number>>
-) =>
-  Effect.tryPromise({
-    try: async () => {
-      const multi = redis.multi()
-      for (const [name, ...args] of commands) multi.call(String(name), ...args)
-      const replies = await bounded(redis, multi.exec(), millis, "exec")
-      if (replies === null) throw new Error("EXEC aborted")
-      for (const [error] of replies) if (error) throw error
-      return replies
-    },
-    catch: (error) => error
-  })
+/** A Lua script by its SHA1 (EVALSHA), loaded with EVAL when the server does not have it. */
+interface Script {
+  readonly text: string
+  readonly sha: string
+}
+
+const scriptOf = (text: string): Script => ({ text, sha: createHash("sha1").update(text).digest("hex") })
+
+/** Runs `script` with `args` (`numkeys, keys…, argv…`), bounded as `call`. */
+const script = (redis: IORedis, millis: number, s: Script, args: ReadonlyArray<string | number>) =>
+  call(redis, millis, "evalsha", [s.sha, ...args]).pipe(
+    Effect.catchIf(
+      (error) => messageOf(error).startsWith("NOSCRIPT"),
+      () => call(redis, millis, "eval", [s.text, ...args])
+    )
+  )
+
+/**
+ * Settles an entry in one atomic step: KEYS stream, dead-letter stream; ARGV group, consumer, id,
+ * the number of dead letters, then each one as its field count and fields. Returns 0 without doing
+ * anything when the entry is no longer pending for this consumer (another worker claimed it, or an
+ * earlier attempt whose answer was lost settled it); otherwise appends the dead letters, then XACK
+ * and XDEL, and returns 1. A failing XADD raises and ends the script before the XACK, so an entry is
+ * never acknowledged without its dead letters (Redis does not undo the XADDs made before it).
+ */
+const settleScript = scriptOf(`local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
+local i = 5
+for d = 1, tonumber(ARGV[4]) do
+  local n = tonumber(ARGV[i])
+  redis.call('XADD', KEYS[2], '*', unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+redis.call('XDEL', KEYS[1], ARGV[3])
+return 1`)
 
 /** `[[key, [[id, fields], …]], …]` (XREADGROUP) into entries. */
 const entriesOfRead = (reply: unknown, streams: ReadonlyMap<string, Stream>): Array<Entry> => {
@@ -188,7 +215,8 @@ export const start = (
       rowsCommitted: 0,
       deadLettered: 0,
       deadLetteredRows: 0,
-      returned: 0
+      returned: 0,
+      lost: 0
     }
     const timeout = settings.commandTimeoutMillis
     const held = new Map<string, Set<string>>(keys.map((k) => [k, new Set<string>()]))
@@ -266,28 +294,37 @@ export const start = (
     const ack = (entry: Entry, dead: ReadonlyArray<DeadLetter>) => {
       const fields = fieldsOf(entry.fields)
       const toStream = settings.deadLetter === "stream" ? dead : []
-      const batch: Array<ReadonlyArray<string | number>> = toStream.map((d) => [
-        "xadd",
+      const args: Array<string | number> = [
+        2,
+        entry.stream.key,
         entry.stream.deadKey,
-        "*",
-        "reason",
-        d.reason,
-        "detail",
-        d.detail,
-        "entry",
+        settings.group,
+        settings.consumer,
         entry.id,
-        Field.producer,
-        fields[Field.producer] ?? "",
-        Field.seq,
-        fields[Field.seq] ?? "",
-        "deliveries",
-        entry.deliveries,
-        Field.count,
-        d.count,
-        Field.rows,
-        d.rows
-      ])
-      batch.push(["xack", entry.stream.key, settings.group, entry.id], ["xdel", entry.stream.key, entry.id])
+        toStream.length
+      ]
+      for (const d of toStream) {
+        const record = [
+          "reason",
+          d.reason,
+          "detail",
+          d.detail,
+          "entry",
+          entry.id,
+          Field.producer,
+          fields[Field.producer] ?? "",
+          Field.seq,
+          fields[Field.seq] ?? "",
+          "deliveries",
+          entry.deliveries,
+          Field.count,
+          d.count,
+          Field.rows,
+          d.rows
+        ]
+        args.push(record.length, ...record)
+      }
+      // With `deadLetter: "log"` the log line is the record: written before the entry is settled.
       const logDead =
         settings.deadLetter === "log"
           ? Effect.forEach(
@@ -299,23 +336,36 @@ export const start = (
               { discard: true }
             )
           : Effect.void
-      return persist(
-        `acknowledging entry ${entry.id} of ${entry.stream.key}`,
-        transaction(commands, timeout, batch),
-        () => stopping
-      ).pipe(
-        Effect.zipRight(logDead),
-        Effect.tap(() =>
-          Effect.sync(() => {
-            counters.acked++
-            counters.deadLettered += dead.length
-            for (const d of dead) counters.deadLetteredRows += d.count
-            lastReason.delete(entry.id)
-          })
+      let attempts = 0
+      const settle = Effect.suspend(() => {
+        attempts++
+        return script(commands, timeout, settleScript, args)
+      })
+      return logDead.pipe(
+        Effect.zipRight(persist(`settling entry ${entry.id} of ${entry.stream.key}`, settle, () => stopping)),
+        Effect.flatMap((settled) =>
+          Number(settled) === 1
+            ? Effect.sync(() => {
+                counters.acked++
+                counters.deadLettered += dead.length
+                for (const d of dead) counters.deadLetteredRows += d.count
+                lastReason.delete(entry.id)
+              })
+            : Effect.zipRight(
+                Effect.sync(() => {
+                  counters.lost++
+                  lastReason.delete(entry.id)
+                }),
+                Effect.logWarning(
+                  attempts > 1
+                    ? `Durable worker: entry ${entry.id} of ${entry.stream.key} was no longer pending for ${settings.consumer} when settling it again: settled by the earlier attempt whose answer was lost, or claimed by another worker (which writes it again). Nothing more done.`
+                    : `Durable worker: entry ${entry.id} of ${entry.stream.key} was written but is no longer pending for ${settings.consumer} (another worker claimed it, or it was settled): not acknowledged here.`
+                )
+              )
         ),
         Effect.catchAll((error) =>
           Effect.logWarning(
-            `Durable worker: entry ${entry.id} of ${entry.stream.key} was written but not acknowledged (${messageOf(error)}); it stays pending and will be written again after minIdle.`
+            `Durable worker: entry ${entry.id} of ${entry.stream.key} was written but could not be settled (${messageOf(error)}). It stays pending and will be written again after minIdle${toStream.length > 0 ? "; some of its dead letters may already be recorded and be recorded again then" : ""}, unless the last attempt did settle it and only its answer was lost.`
           )
         )
       )
