@@ -92,7 +92,8 @@ export const streamKey = (target: { readonly name: string }, prefix: string = de
 /**
  * The dead-letter stream of a target: `<prefix>:<target name>:dead`. Each record has the fields
  * `reason`, `detail` (the failure's message, row values masked), `entry` (the original entry id),
- * `producer`, `seq` (the producer's id of the first row), `deliveries`, `count` and `rows` (JSON).
+ * `producer`, `seq` (the producer's id of the first row), `deliveries`, `count` and `rows` (JSON of the
+ * rows' encoded side, as the entries hold them).
  *
  * @since 0.1.0
  * @category utils

@@ -7,7 +7,20 @@
  */
 import { spawnSync } from "node:child_process"
 import { PgClient } from "@effect/sql-pg"
-import { Data, Effect, Either, Exit, Layer, Logger, Redacted, Schema, Scope } from "effect"
+import {
+  BigDecimal,
+  Data,
+  DateTime,
+  Effect,
+  Either,
+  Exit,
+  Layer,
+  Logger,
+  Option,
+  Redacted,
+  Schema,
+  Scope
+} from "effect"
 import { BatchExecutor, BatchFlow, Conflict, Table, Target } from "effect-batchflow"
 import * as Durable from "effect-batchflow/Durable"
 import * as Postgres from "effect-batchflow/Postgres"
@@ -467,6 +480,88 @@ describe("durable mode", () => {
     expect(left.length).toBe(30 - stats.acked)
     const consumers = (await redis.call("xinfo", "consumers", key, "batchflow")) as Array<unknown>
     expect(consumers).toEqual([])
+  })
+
+  it("rows of a schema with transformations (DateTimeUtc, OptionFromNullOr) reach PostgreSQL as encoded, none dead-lettered", async () => {
+    const full = unique("dur_transform")
+    tables.push(full)
+    await pool.query(`CREATE TABLE ${full} (id BIGINT PRIMARY KEY, at TEXT NOT NULL, note TEXT)`)
+    const Events = Table.make(full, {
+      columns: Schema.Struct({
+        id: Schema.Number,
+        at: Schema.DateTimeUtc,
+        note: Schema.OptionFromNullOr(Schema.String)
+      }),
+      key: ["id"],
+      conflict: Conflict.ignore
+    })
+    const key = Durable.streamKey(Events, prefix)
+    const layer = Layer.mergeAll(
+      Durable.producer({ prefix, flushSize: 100 }),
+      Durable.worker({ targets: [Events], prefix, flow: Sink, block: "50 millis" }).pipe(
+        Layer.provide(SinkLive)
+      )
+    ).pipe(Layer.provide(ClientLive))
+    const base = Date.UTC(2026, 0, 2, 3, 4, 5)
+    const rows = Array.from({ length: 200 }, (_, i) => ({
+      id: i,
+      at: DateTime.unsafeMake(base + i * 1000),
+      note: i % 2 === 0 ? Option.some(`n${i}`) : Option.none()
+    }))
+    const stats = await withLayer(layer, async (get) => {
+      const worker = get<Durable.WorkerService>(Durable.Worker)
+      expect(
+        await Effect.runPromise(get<BatchFlow.BatchFlow>(BatchFlow.BatchFlow).writeAll(Events, rows))
+      ).toEqual([])
+      await until(
+        async () => (await backlog(redis, key)).pending === 0 && (await countRows(pool, full)) === 200,
+        10_000,
+        async () => `${await countRows(pool, full)} rows, ${JSON.stringify(await backlog(redis, key))}`
+      )
+      return Effect.runPromise(worker.stats)
+    })
+    expect(stats).toMatchObject({ acked: 2, rowsCommitted: 200, deadLettered: 0 })
+    expect(Number(await redis.exists(Durable.deadLetterKey(Events, prefix)))).toBe(0)
+    const { rows: stored } = await pool.query(
+      `SELECT id, at, note FROM ${full} WHERE id IN (0, 1) ORDER BY id`
+    )
+    expect(stored).toEqual([
+      { id: "0", at: "2026-01-02T03:04:05.000Z", note: "n0" },
+      { id: "1", at: "2026-01-02T03:04:06.000Z", note: null }
+    ])
+  })
+
+  it("an entry of a transforming schema round-trips through the codec as type-side rows; a row it refuses is invalid_row", () => {
+    const T = Target.make("dur_codec_transform", {
+      schema: Schema.Struct({
+        at: Schema.DateTimeUtc,
+        o: Schema.OptionFromNullOr(Schema.BigInt),
+        d: Schema.BigDecimal
+      })
+    })
+    const codec = codecOf(T)
+    const rows = [
+      {
+        at: DateTime.unsafeMake("2026-01-02T03:04:05.678Z"),
+        o: Option.some(2n ** 70n),
+        d: BigDecimal.unsafeFromString("1.25")
+      },
+      { at: DateTime.unsafeMake(0), o: Option.none(), d: BigDecimal.unsafeFromString("-3") }
+    ]
+    const text = codec.encode(rows)
+    expect(JSON.parse(text)).toEqual([
+      { at: "2026-01-02T03:04:05.678Z", o: "1180591620717411303424", d: "1.25" },
+      { at: "1970-01-01T00:00:00.000Z", o: null, d: "-3" }
+    ])
+    const back = Either.getOrThrow(codec.decode(text)) as typeof rows
+    expect(back.map((r) => [DateTime.toEpochMillis(r.at), r.o, BigDecimal.format(r.d)])).toEqual([
+      [Date.parse("2026-01-02T03:04:05.678Z"), Option.some(2n ** 70n), "1.25"],
+      [0, Option.none(), "-3"]
+    ])
+    const refused = codec.decode('[{"at":"not a date","o":null,"d":"1"}]')
+    expect(Either.isLeft(refused) && refused.left.reason).toBe("invalid_row")
+    expect(Either.isLeft(refused) && refused.left.detail).not.toContain("not a date")
+    expect(codec.decode("{nope")).toMatchObject({ left: { reason: "undecodable" } })
   })
 
   it("rows with Dates and bigints travel through an entry as the schema types them", () => {

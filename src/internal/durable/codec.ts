@@ -1,11 +1,16 @@
 /**
- * How a group of rows travels through a stream entry: the rows as one JSON text, as the target's
- * schema types them (the type side: what `submit` validated and what the worker's flow validates
- * again). Rows of plain schemas (strings, finite numbers, booleans, null, literals) are JSON as they
- * are; other rows carry their Dates, bigints and byte arrays as tagged objects, revived on read.
+ * How a group of rows travels through a stream entry: the rows as one JSON text of their ENCODED
+ * side. A producer's rows are type-side values (what `submit` validated); a schema with
+ * transformations (`Schema.DateTimeUtc`, `Schema.OptionFromNullOr`, `Schema.BigDecimal`, …) encodes
+ * each row first (`ParseResult.encodeUnknownEither`), and the worker decodes each one again
+ * (`ParseResult.decodeUnknownEither`) so that its flow gets type-side rows. A schema without
+ * transformations skips both steps (its flow validates the rows). Rows whose encoded side is plain
+ * (strings, finite numbers, booleans, null, literals) are JSON as they are; others carry their
+ * Dates, bigints and byte arrays as tagged objects, revived on read.
  */
 import * as Either from "effect/Either"
-import type * as AST from "effect/SchemaAST"
+import * as ParseResult from "effect/ParseResult"
+import * as AST from "effect/SchemaAST"
 import type * as Target from "../../Target.js"
 
 /** The fields of one stream entry, in the order they are written. */
@@ -16,11 +21,54 @@ export const Field = {
   rows: "rows"
 } as const
 
+/** Why an entry's rows could not be decoded: not JSON (`undecodable`), or a row its schema refuses. */
+export interface DecodeProblem {
+  readonly reason: "undecodable" | "invalid_row"
+  readonly detail: string
+}
+
 /** @internal */
 export interface Codec {
+  /** Type-side rows into the entry's text; throws `EncodeError` when the schema cannot encode a row. */
   readonly encode: (rows: ReadonlyArray<unknown>) => string
-  readonly decode: (text: string) => Either.Either<ReadonlyArray<unknown>, string>
+  /** An entry's text into type-side rows. */
+  readonly decode: (text: string) => Either.Either<ReadonlyArray<unknown>, DecodeProblem>
 }
+
+/** A row its schema could not encode; the message names the paths and kinds of issues, never values. */
+export class EncodeError extends Error {
+  override readonly name = "EncodeError"
+}
+
+/** Whether the schema changes values between its type and encoded sides (conservative). */
+const transforms = (ast: AST.AST): boolean => {
+  switch (ast._tag) {
+    case "Transformation":
+    case "Suspend":
+      return true
+    case "Refinement":
+      return transforms(ast.from)
+    case "Union":
+      return ast.types.some(transforms)
+    case "TypeLiteral":
+      return (
+        ast.propertySignatures.some((p) => transforms(p.type)) ||
+        ast.indexSignatures.some((i) => transforms(i.type))
+      )
+    case "TupleType":
+      return ast.elements.some((e) => transforms(e.type)) || ast.rest.some((r) => transforms(r.type))
+    case "Declaration":
+      return ast.typeParameters.some(transforms)
+    default:
+      return false
+  }
+}
+
+/** A parse issue as its paths and kinds (`at: Type; o: Transformation`), without the values. */
+const describeIssue = (issue: ParseResult.ParseIssue): string =>
+  ParseResult.ArrayFormatter.formatIssueSync(issue)
+    .map((i) => `${i.path.length === 0 ? "(row)" : i.path.map(String).join(".")}: ${i._tag}`)
+    .join("; ")
 
 const plainProperty = (property: AST.PropertySignature): boolean => {
   const type = property.type
@@ -51,9 +99,6 @@ const isPlain = (ast: AST.AST): boolean => {
       return false
   }
 }
-
-/** The type side of a schema's AST (a Transformation's `to`), as the rows are typed. */
-const typeSide = (ast: AST.AST): AST.AST => (ast._tag === "Transformation" ? typeSide(ast.to) : ast)
 
 const DATE = "\u0000date"
 const BIGINT = "\u0000bigint"
@@ -89,15 +134,54 @@ const parseArray = (text: string, revive: boolean): Either.Either<ReadonlyArray<
 
 const codecs = new WeakMap<object, Codec>()
 
+const undecodable = (detail: string): DecodeProblem => ({ reason: "undecodable", detail })
+
 /** The codec of a target, made once per target. */
 export const codecOf = (target: Target.Any): Codec => {
   let codec = codecs.get(target)
   if (codec === undefined) {
     const schema = (target as unknown as Target.Target<unknown>).schema
-    const plain = isPlain(typeSide(schema.ast))
-    codec = plain
-      ? { encode: (rows) => JSON.stringify(rows), decode: (text) => parseArray(text, false) }
-      : { encode: (rows) => JSON.stringify(rows, replacer), decode: (text) => parseArray(text, true) }
+    const plain = isPlain(AST.encodedAST(schema.ast))
+    const stringify = plain
+      ? (rows: ReadonlyArray<unknown>) => JSON.stringify(rows)
+      : (rows: ReadonlyArray<unknown>) => JSON.stringify(rows, replacer)
+    const parse = (text: string) => Either.mapLeft(parseArray(text, !plain), undecodable)
+    if (!transforms(schema.ast)) {
+      codec = { encode: stringify, decode: parse }
+    } else {
+      const encodeRow = ParseResult.encodeUnknownEither(schema)
+      const decodeRow = ParseResult.decodeUnknownEither(schema)
+      codec = {
+        encode: (rows) => {
+          const encoded = new Array<unknown>(rows.length)
+          for (let i = 0; i < rows.length; i++) {
+            const result = encodeRow(rows[i])
+            if (Either.isLeft(result)) {
+              throw new EncodeError(
+                `row ${i} of target "${target.name}" could not be encoded by its schema: ${describeIssue(result.left)}`
+              )
+            }
+            encoded[i] = result.right
+          }
+          return stringify(encoded)
+        },
+        decode: (text) =>
+          Either.flatMap(parse(text), (encoded) => {
+            const rows = new Array<unknown>(encoded.length)
+            for (let i = 0; i < encoded.length; i++) {
+              const result = decodeRow(encoded[i])
+              if (Either.isLeft(result)) {
+                return Either.left<DecodeProblem>({
+                  reason: "invalid_row",
+                  detail: `row ${i} could not be decoded by the schema of target "${target.name}": ${describeIssue(result.left)}`
+                })
+              }
+              rows[i] = result.right
+            }
+            return Either.right(rows)
+          })
+      }
+    }
     codecs.set(target, codec)
   }
   return codec

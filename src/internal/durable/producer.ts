@@ -82,15 +82,19 @@ export const make = (connection: Connection, settings: ProducerSettings): BatchE
       seqs.set(rows, seq)
     }
     const key = streamKey(settings.prefix, target)
-    const args = [
-      key,
-      maxLength,
-      settings.producerId,
-      String(seq),
-      String(rows.length),
-      codecOf(target).encode(rows)
-    ]
+    const first = seq
     return Effect.flatMap(
+      // A row its schema cannot encode fails the batch (an EncodeError: no retry rule matches it).
+      Effect.try({ try: () => codecOf(target).encode(rows), catch: (error) => error }),
+      (text) => {
+        const args = [key, maxLength, settings.producerId, String(first), String(rows.length), text]
+        return send(target, key, args)
+      }
+    )
+  }
+
+  const send = (target: Target.Any, key: string, args: ReadonlyArray<string>) =>
+    Effect.flatMap(
       Effect.promise(async () => {
         const error = await connection.command({ wire: "evalsha", args: [appendSha, 1, ...args] })
         return error !== undefined && messageOf(error).startsWith("NOSCRIPT")
@@ -113,7 +117,6 @@ export const make = (connection: Connection, settings: ProducerSettings): BatchE
         return Effect.fail(error)
       }
     )
-  }
 
   return {
     rules: rules(settings.whenFull),

@@ -407,7 +407,8 @@ export const start = (
           ])
         }
         const decoded = codecOf(target).decode(text)
-        if (Either.isLeft(decoded)) return yield* ack(entry, [whole("undecodable", decoded.left)])
+        if (Either.isLeft(decoded))
+          return yield* ack(entry, [whole(decoded.left.reason, decoded.left.detail)])
         const rows = decoded.right
         if (rows.length !== count) {
           return yield* ack(entry, [
@@ -433,7 +434,17 @@ export const start = (
         let failed = 0
         const dead = failures.map((f): DeadLetter => {
           failed += f.rows.length
-          return { reason: f.reason, detail: f.message, rows: codec.encode(f.rows), count: f.rows.length }
+          // The rows as the entry holds them (encoded side); a row the schema cannot encode again is
+          // unlikely (it was just decoded): then the entry's own text, all of it, says what was lost.
+          const rows = Either.try(() => codec.encode(f.rows))
+          return Either.isRight(rows)
+            ? { reason: f.reason, detail: f.message, rows: rows.right, count: f.rows.length }
+            : {
+                reason: f.reason,
+                detail: `${f.message} (its ${f.rows.length} row(s) could not be encoded again: ${messageOf(rows.left)}; rows holds the whole entry)`,
+                rows: text,
+                count: f.rows.length
+              }
         })
         counters.rowsCommitted += rows.length - failed
         return yield* ack(entry, dead)
