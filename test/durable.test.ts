@@ -9,6 +9,7 @@ import { spawnSync } from "node:child_process"
 import { PgClient } from "@effect/sql-pg"
 import {
   BigDecimal,
+  Context,
   Data,
   DateTime,
   Effect,
@@ -389,6 +390,181 @@ describe("durable mode", () => {
       deadLettered: 0
     })
     expect(await backlog(redis, key)).toEqual({ length: 0, pending: 0 })
+  })
+
+  /** A target of ids, a flow that writes it with `write`, and an entry appended by hand. */
+  const idsTarget = (name: string) =>
+    Target.make(unique(name), {
+      schema: Schema.Struct({ id: Schema.Number }),
+      key: ["id"],
+      idempotentWrites: true
+    })
+  const appendIds = async (key: string, ids: ReadonlyArray<number>) =>
+    String(
+      await redis.call(
+        "xadd",
+        key,
+        "*",
+        "producer",
+        "p",
+        "seq",
+        String(ids[0] ?? 0),
+        "count",
+        String(ids.length),
+        "rows",
+        JSON.stringify(ids.map((id) => ({ id })))
+      )
+    )
+  const pendingOf = async (key: string, id: string) =>
+    (
+      (await redis.call("xpending", key, "batchflow", id, id, 1)) as Array<[string, string, number, number]>
+    )[0]
+
+  it("an entry another consumer claimed while this worker was writing it stays with that consumer: not touched back, not acknowledged", async () => {
+    const T = idsTarget("dur_stolen")
+    const key = Durable.streamKey(T, prefix)
+    let gate!: () => void
+    const opened = new Promise<void>((resolve) => (gate = resolve))
+    const calls: Array<number> = []
+    class GateSink extends BatchFlow.Tag("test/DurableGateSink")<GateSink>() {}
+    const GateSinkLive = GateSink.layer({
+      executors: [
+        BatchExecutor.forTarget(T, (rows) =>
+          Effect.suspend(() => {
+            calls.push(rows.length)
+            return Effect.promise(() => opened)
+          })
+        )
+      ]
+    })
+    await redis.call("xgroup", "create", key, "batchflow", "0", "MKSTREAM")
+    const id = await appendIds(key, [1, 2, 3])
+    const layer = Durable.worker({
+      targets: [T],
+      prefix,
+      flow: GateSink,
+      consumer: "w",
+      block: "50 millis",
+      minIdle: "300 millis",
+      claimInterval: "1 hour"
+    }).pipe(Layer.provide(GateSinkLive), Layer.provide(ClientLive))
+    const stats = await withLayer(layer, async (get) => {
+      const worker = get<Durable.WorkerService>(Durable.Worker)
+      await until(
+        async () => calls.length === 1,
+        5_000,
+        () => "not written"
+      )
+      // Another worker takes it over (as after a pause of "w" longer than minIdle).
+      await redis.call("xclaim", key, "batchflow", "other", 0, id)
+      // Several keep-alive rounds (every 100 ms): "w" must not take it back.
+      await sleep(500)
+      expect((await pendingOf(key, id))?.[1]).toBe("other")
+      gate()
+      await until(
+        async () => (await Effect.runPromise(worker.stats)).lost === 1,
+        5_000,
+        async () => JSON.stringify(await Effect.runPromise(worker.stats))
+      )
+      return Effect.runPromise(worker.stats)
+    })
+    expect(stats).toMatchObject({ read: 1, acked: 0, lost: 1 })
+    // Still pending, and still the other consumer's: its settle is the one that counts.
+    expect((await pendingOf(key, id))?.[1]).toBe("other")
+    expect(await backlog(redis, key)).toEqual({ length: 1, pending: 1 })
+  })
+
+  it("an entry whose delivery count cannot be read after XAUTOCLAIM is not written (maxDeliveries is not bypassed)", async () => {
+    const T = idsTarget("dur_nocount")
+    const key = Durable.streamKey(T, prefix)
+    const calls: Array<number> = []
+    class CountSink extends BatchFlow.Tag("test/DurableCountSink")<CountSink>() {}
+    const CountSinkLive = CountSink.layer({
+      executors: [BatchExecutor.forTarget(T, (rows) => Effect.sync(() => void calls.push(rows.length)))]
+    })
+    await redis.call("xgroup", "create", key, "batchflow", "0", "MKSTREAM")
+    const id = await appendIds(key, [1])
+    // Delivered 5 times already to a consumer that crashed; maxDeliveries is 3.
+    await redis.call("xreadgroup", "group", "batchflow", "crashed", "streams", key, ">")
+    await redis.call("xclaim", key, "batchflow", "crashed", 0, id, "RETRYCOUNT", 5)
+    // A user that may not run XPENDING: XAUTOCLAIM works, reading the delivery count fails.
+    const user = unique("dur_noxpending")
+    await redis.call("acl", "setuser", user, "on", ">pw", "resetkeys", `~${prefix}*`, "+@all", "-xpending")
+    try {
+      const layer = Durable.worker({
+        targets: [T],
+        prefix,
+        flow: CountSink,
+        consumer: "w",
+        block: "50 millis",
+        minIdle: "50 millis",
+        maxDeliveries: 3
+      }).pipe(
+        Layer.provide(CountSinkLive),
+        Layer.provide(
+          Redis.layerClient({ url: sharedRedisUrl, db: DB, username: user, password: Redacted.make("pw") })
+        )
+      )
+      const stats = await withLayer(layer, async (get) => {
+        const worker = get<Durable.WorkerService>(Durable.Worker)
+        // Claimed (XAUTOCLAIM counts each claim as a delivery) several times over.
+        await until(
+          async () => Number((await pendingOf(key, id))?.[3]) >= 9,
+          5_000,
+          async () => JSON.stringify(await pendingOf(key, id))
+        )
+        return Effect.runPromise(worker.stats)
+      })
+      expect(calls).toEqual([])
+      expect(stats).toMatchObject({ claimed: 0, acked: 0, rowsCommitted: 0 })
+      expect((await pendingOf(key, id))?.[1]).toBe("w")
+      expect(await backlog(redis, key)).toEqual({ length: 1, pending: 1 })
+    } finally {
+      await redis.call("acl", "deluser", user)
+    }
+  })
+
+  it("a write that dies leaves its entry pending and the worker goes on; closing still completes and cleans up", async () => {
+    const T = idsTarget("dur_dies")
+    const key = Durable.streamKey(T, prefix)
+    const written: Array<number> = []
+    let dead = 0
+    const DyingFlow = Context.GenericTag<BatchFlow.BatchFlow>("test/DurableDyingFlow")
+    const flow = {
+      writeAll: (_target: unknown, rows: Iterable<{ id: number }>) =>
+        Effect.suspend(() => {
+          if (dead++ === 0) return Effect.die(new Error("boom"))
+          for (const row of rows) written.push(row.id)
+          return Effect.succeed([])
+        })
+    } as unknown as BatchFlow.BatchFlow
+    await redis.call("xgroup", "create", key, "batchflow", "0", "MKSTREAM")
+    await appendIds(key, [1])
+    await appendIds(key, [2])
+    const layer = Durable.worker({
+      targets: [T],
+      prefix,
+      flow: DyingFlow,
+      consumer: "w",
+      concurrency: 1,
+      block: "50 millis",
+      minIdle: "100 millis"
+    }).pipe(Layer.provide(Layer.succeed(DyingFlow, flow)), Layer.provide(ClientLive))
+    const stats = await withLayer(layer, async (get) => {
+      const worker = get<Durable.WorkerService>(Durable.Worker)
+      // The only writer survives the defect: entry 2 is written, entry 1 is claimed again and written.
+      await until(
+        async () => (await Effect.runPromise(worker.stats)).acked === 2,
+        5_000,
+        async () => JSON.stringify(await Effect.runPromise(worker.stats))
+      )
+      return Effect.runPromise(worker.stats)
+    })
+    expect(written.sort()).toEqual([1, 2])
+    expect(stats).toMatchObject({ read: 2, claimed: 1, acked: 2 })
+    expect(await backlog(redis, key)).toEqual({ length: 0, pending: 0 })
+    // The cleanup ran to its end: the consumer was removed from the group.
+    expect(await redis.call("xinfo", "consumers", key, "batchflow")).toEqual([])
   })
 
   it("a full stream refuses appends with StreamFull (whenFull: fail); nothing accepted is trimmed", async () => {

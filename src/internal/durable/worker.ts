@@ -5,9 +5,11 @@
  * - read: one fiber on a connection of its own (XREADGROUP blocks it) takes new entries (`>`), as
  *   many as there is room for (`room`: entries held, queued or being written);
  * - claim: every `claimInterval`, XAUTOCLAIM takes over entries idle for `minIdle` (a dead consumer's,
- *   or one this worker gave back after a transient failure), with their delivery counts (XPENDING);
- * - keep: every `minIdle / 3`, the entries this worker holds are touched (XCLAIM … JUSTID, which does
- *   not count a delivery) so that no other worker claims an entry that is still being written;
+ *   or one this worker gave back after a transient failure), with their delivery counts (XPENDING; an
+ *   entry whose count cannot be read is not written, it stays pending);
+ * - keep: every `minIdle / 3`, the entries this worker holds are touched (`keepScript`: XCLAIM … JUSTID,
+ *   which does not count a delivery, of the ids still pending for this consumer) so that no other
+ *   worker claims an entry that is still being written; ids another consumer owns now are dropped;
  * - write: `concurrency` fibers take entries, decode them and call `flow.writeAll`;
  * - settle: one Lua script (`settleScript`) that does nothing when the entry is no longer pending for
  *   this consumer, else appends the dead letters (rows reported with a final failure) and then
@@ -19,6 +21,7 @@ import { createHash } from "node:crypto"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
@@ -68,8 +71,9 @@ export interface WorkerStats {
   /** Entries left pending after a transient failure, to be delivered again. */
   readonly returned: number
   /**
-   * Entries found no longer pending for this worker when touching or settling them (another worker
-   * claimed them, e.g. after a pause longer than `minIdle`): dropped, not acknowledged here.
+   * Entries this worker wrote but found no longer pending for it when settling them (another worker
+   * claimed them, e.g. after a pause longer than `minIdle`, or an earlier attempt whose answer was
+   * lost settled them): not acknowledged here.
    */
   readonly lost: number
 }
@@ -176,6 +180,23 @@ end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
 return 1`)
+
+/**
+ * Touches the entries a worker holds, without counting a delivery: KEYS stream; ARGV group,
+ * consumer, ids. Only the ids still pending for this consumer are claimed again (`XCLAIM … 0 id
+ * JUSTID`, which resets their idle time); the others (claimed by another worker after a pause longer
+ * than `minIdle`, or settled) are returned, untouched, for the worker to drop.
+ */
+const keepScript = scriptOf(`local lost = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p == 1 and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost`)
 
 /** `[[key, [[id, fields], …]], …]` (XREADGROUP) into entries. */
 const entriesOfRead = (reply: unknown, streams: ReadonlyMap<string, Stream>): Array<Entry> => {
@@ -454,7 +475,15 @@ export const start = (
       while (true) {
         const next = yield* Queue.take(queue)
         if (next === End) return
-        yield* write(next)
+        // A defect in one entry's write is logged; the entry stays pending; the writer goes on.
+        yield* write(next).pipe(
+          Effect.catchAllDefect((defect) =>
+            Effect.logError(
+              `Durable worker: writing entry ${next.id} of ${next.stream.key} died; it stays pending and is claimed again after minIdle.`,
+              defect
+            )
+          )
+        )
       }
     })
 
@@ -525,19 +554,39 @@ export const start = (
           const mine = held.get(stream.key)!
           const fresh = claimed.filter(([id, fields]) => Array.isArray(fields) && !mine.has(String(id)))
           if (fresh.length > 0) {
-            const counts = yield* Effect.tryPromise({
-              try: async () => {
-                const pipeline = commands.pipeline()
-                for (const [id] of fresh) pipeline.call("xpending", stream.key, settings.group, id, id, 1)
-                return (await bounded(commands, pipeline.exec(), timeout, "xpending")) ?? []
-              },
-              catch: (error) => error
-            }).pipe(Effect.orElseSucceed((): Array<[unknown, unknown]> => []))
-            const entries = fresh.map(([id, fields], i): Entry => {
-              const pending = counts[i]?.[1] as Array<[string, string, number, number]> | undefined
-              const deliveries = Number(pending?.[0]?.[3] ?? 1)
-              return { stream, id: String(id), fields: fields!, deliveries }
+            const counts = yield* Effect.either(
+              Effect.tryPromise({
+                try: async () => {
+                  const pipeline = commands.pipeline()
+                  for (const [id] of fresh) pipeline.call("xpending", stream.key, settings.group, id, id, 1)
+                  return (await bounded(commands, pipeline.exec(), timeout, "xpending")) ?? []
+                },
+                catch: (error) => error
+              })
+            )
+            // Without its delivery count an entry is not written (maxDeliveries could not be applied):
+            // it stays pending with this consumer and is claimed again after minIdle.
+            const entries: Array<Entry> = []
+            let unknown = 0
+            let failure: unknown
+            fresh.forEach(([id, fields], i) => {
+              const reply = Either.isRight(counts) ? counts.right[i] : undefined
+              const pending = (reply?.[0] ? undefined : reply?.[1]) as
+                | Array<[string, string, number, number]>
+                | undefined
+              const deliveries = Number(pending?.[0]?.[3])
+              if (pending?.[0]?.[1] !== settings.consumer || !(deliveries >= 1)) {
+                unknown++
+                failure ??= Either.isLeft(counts) ? counts.left : reply?.[0]
+                return
+              }
+              entries.push({ stream, id: String(id), fields: fields!, deliveries })
             })
+            if (unknown > 0) {
+              yield* Effect.logWarning(
+                `Durable worker: ${unknown} entry(ies) of ${stream.key} claimed but not written: their delivery count could not be read (${failure === undefined ? "not pending for this consumer any more" : messageOf(failure)}). They stay pending and are claimed again after minIdle.`
+              )
+            }
             counters.claimed += entries.length
             for (const entry of entries) hold(entry)
             yield* Queue.offerAll(queue, entries)
@@ -564,42 +613,57 @@ export const start = (
     })
 
     // Touching held entries resets their idle time, so no worker takes over what is still being written.
+    // An entry another consumer owns now is dropped from `held` (and its settle finds it not ours).
     const keepLoop = Effect.gen(function* () {
       const every = Math.max(Math.floor(settings.minIdleMillis / 3), 20)
       while (true) {
         yield* Effect.sleep(every)
-        const batch: Array<[string, Array<string>]> = []
-        for (const [key, ids] of held) if (ids.size > 0) batch.push([key, [...ids]])
-        if (batch.length === 0) continue
-        yield* Effect.tryPromise(() => {
-          const pipeline = commands.pipeline()
-          for (const [key, ids] of batch) {
-            pipeline.call("xclaim", key, settings.group, settings.consumer, 0, ...ids, "JUSTID")
-          }
-          return bounded(commands, pipeline.exec(), timeout, "xclaim")
-        }).pipe(Effect.ignore)
+        for (const [key, ids] of held) {
+          if (ids.size === 0) continue
+          const reply = yield* Effect.either(
+            script(commands, timeout, keepScript, [1, key, settings.group, settings.consumer, ...ids])
+          )
+          if (Either.isLeft(reply) || !Array.isArray(reply.right) || reply.right.length === 0) continue
+          const lost = reply.right.map(String)
+          for (const id of lost) if (ids.delete(id)) holding--
+          yield* Effect.logWarning(
+            `Durable worker ${settings.consumer}: ${lost.length} entry(ies) of ${key} it was writing are no longer pending for it (claimed by another worker after a pause longer than minIdle, or settled): dropped, not acknowledged here (${lost.slice(0, 5).join(", ")}${lost.length > 5 ? ", …" : ""}).`
+          )
+        }
       }
     })
 
-    const writers = yield* Effect.forEach(Array.from({ length: settings.concurrency }), () =>
-      Effect.forkDaemon(writer)
-    )
-    const readFiber = yield* Effect.forkDaemon(readLoop)
-    const claimFiber = yield* Effect.forkDaemon(claimLoop)
-    const keepFiber = yield* Effect.forkDaemon(keepLoop)
-
+    // The finalizer comes first, so that the fibers are stopped whatever happens after they start.
+    const fibers: {
+      writers: Array<Fiber.RuntimeFiber<void>>
+      read?: Fiber.RuntimeFiber<void>
+      claim?: Fiber.RuntimeFiber<void>
+      keep?: Fiber.RuntimeFiber<void>
+    } = { writers: [] }
+    /** Waits for a fiber; a defect is logged, never raised, so the rest of the cleanup runs. */
+    const awaitFiber = (name: string, fiber: Fiber.RuntimeFiber<void> | undefined) =>
+      fiber === undefined
+        ? Effect.void
+        : Effect.flatMap(Fiber.await(fiber), (exit) =>
+            Exit.isFailure(exit) && !Exit.isInterrupted(exit)
+              ? Effect.logError(`Durable worker ${settings.consumer}: its ${name} fiber failed`, exit.cause)
+              : Effect.void
+          )
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         stopping = true
         yield* Deferred.succeed(stopped, undefined)
         yield* Effect.ignore(call(commands, timeout, "client", ["UNBLOCK", readerId]))
-        yield* Fiber.join(readFiber).pipe(Effect.ignore)
-        yield* Fiber.join(claimFiber).pipe(Effect.ignore)
+        yield* awaitFiber("read", fibers.read)
+        yield* awaitFiber("claim", fibers.claim)
+        const writers = fibers.writers
         yield* Queue.offerAll(
           queue,
           writers.map(() => End)
         )
-        const finished = yield* Fiber.joinAll(writers).pipe(
+        const finished = yield* Effect.forEach(writers, (fiber) => awaitFiber("writer", fiber), {
+          discard: true
+        }).pipe(
           Effect.timeoutTo({
             duration: settings.closeTimeoutMillis,
             onSuccess: () => true,
@@ -608,11 +672,11 @@ export const start = (
         )
         if (!finished) {
           yield* Effect.logWarning(
-            `Durable worker ${settings.consumer}: entries still being written after closeTimeout (${settings.closeTimeoutMillis} ms) stay pending; another worker claims them after minIdle.`
+            `Durable worker ${settings.consumer}: ${holding} entry(ies) still being written or settled after closeTimeout (${settings.closeTimeoutMillis} ms) are left unacknowledged: they stay pending and another worker claims them after minIdle and writes them again (rows the flow still commits meanwhile are written twice, harmless for an idempotent target).`
           )
           yield* Fiber.interruptAll(writers)
         }
-        yield* Fiber.interrupt(keepFiber)
+        if (fibers.keep !== undefined) yield* Fiber.interrupt(fibers.keep)
         // A consumer that holds nothing is removed from the group, so the group lists live workers.
         yield* Effect.forEach(
           keys,
@@ -629,6 +693,11 @@ export const start = (
         )
       })
     )
+
+    for (let i = 0; i < settings.concurrency; i++) fibers.writers.push(yield* Effect.forkDaemon(writer))
+    fibers.read = yield* Effect.forkDaemon(readLoop)
+    fibers.claim = yield* Effect.forkDaemon(claimLoop)
+    fibers.keep = yield* Effect.forkDaemon(keepLoop)
 
     return { stats: Effect.sync(() => ({ ...counters })) }
   })
