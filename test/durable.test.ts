@@ -519,6 +519,9 @@ describe("durable mode", () => {
       expect(stats).toMatchObject({ claimed: 0, acked: 0, rowsCommitted: 0 })
       expect((await pendingOf(key, id))?.[1]).toBe("w")
       expect(await backlog(redis, key)).toEqual({ length: 1, pending: 1 })
+      // Closing keeps a consumer that still has pending entries (DELCONSUMER would drop them).
+      const consumers = (await redis.call("xinfo", "consumers", key, "batchflow")) as Array<Array<unknown>>
+      expect(consumers.map((c) => c[1])).toContain("w")
     } finally {
       await redis.call("acl", "deluser", user)
     }
@@ -565,6 +568,39 @@ describe("durable mode", () => {
     expect(await backlog(redis, key)).toEqual({ length: 0, pending: 0 })
     // The cleanup ran to its end: the consumer was removed from the group.
     expect(await redis.call("xinfo", "consumers", key, "batchflow")).toEqual([])
+  })
+
+  it("closing after the reader reconnected unblocks its read at once (its new connection's id)", async () => {
+    const T = idsTarget("dur_reconnect")
+    const key = Durable.streamKey(T, prefix)
+    const readers = async () =>
+      String(await redis.call("client", "list"))
+        .split("\n")
+        .filter((line) => line.includes(` db=${DB} `) && line.includes("cmd=xreadgroup"))
+        .map((line) => /(?:^| )id=(\d+)/.exec(line)![1]!)
+    const layer = Durable.worker({ targets: [T], prefix, flow: Sink, block: "5 seconds" }).pipe(
+      Layer.provide(SinkLive),
+      Layer.provide(ClientLive)
+    )
+    let closing = 0
+    await withLayer(layer, async () => {
+      await until(
+        async () => (await readers()).length > 0,
+        5_000,
+        () => "no blocked read"
+      )
+      const before = await readers()
+      for (const id of before) await redis.call("client", "kill", "id", id)
+      // The reader reconnects and blocks again, on a connection with another id.
+      await until(
+        async () => (await readers()).some((id) => !before.includes(id)),
+        10_000,
+        async () => `readers ${JSON.stringify(await readers())}, before ${JSON.stringify(before)}`
+      )
+      closing = Date.now()
+    })
+    expect(Date.now() - closing).toBeLessThan(2_000)
+    expect(await backlog(redis, key)).toEqual({ length: 0, pending: 0 })
   })
 
   it("a full stream refuses appends with StreamFull (whenFull: fail); nothing accepted is trimmed", async () => {

@@ -23,6 +23,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import type { Redis as IORedis } from "ioredis"
@@ -198,6 +199,15 @@ for i = 3, #ARGV do
 end
 return lost`)
 
+/**
+ * Removes a consumer from its group if it has no pending entry: KEYS stream; ARGV group, consumer.
+ * XGROUP DELCONSUMER drops the consumer's pending entries with it, so the check and the removal are
+ * one atomic step.
+ */
+const removeScript = scriptOf(`local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #p > 0 then return 0 end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])`)
+
 /** `[[key, [[id, fields], …]], …]` (XREADGROUP) into entries. */
 const entriesOfRead = (reply: unknown, streams: ReadonlyMap<string, Stream>): Array<Entry> => {
   const out: Array<Entry> = []
@@ -261,15 +271,26 @@ export const start = (
     yield* Effect.mapError(createGroups, connectionError)
 
     // XREADGROUP BLOCK holds its connection: the reader gets one of its own.
-    const { redis: reader, id: readerId } = yield* Effect.acquireRelease(
+    // Its id, for CLIENT UNBLOCK at close (a blocked read then returns at once), read again after
+    // every reconnect: a new connection has a new id.
+    let readerId = -1
+    const { redis: reader } = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: async () => {
           const redis = commands.duplicate()
           redis.on("error", () => undefined)
           redis.setMaxListeners(0)
           await redis.connect()
-          // Its id, for CLIENT UNBLOCK at close: a blocked read then returns at once.
-          return { redis, id: Number(await redis.call("client", "id")) }
+          readerId = Number(await redis.call("client", "id"))
+          redis.on("ready", () => {
+            redis.call("client", "id").then(
+              (id) => {
+                readerId = Number(id)
+              },
+              () => undefined
+            )
+          })
+          return { redis }
         },
         catch: connectionError
       }),
@@ -287,10 +308,17 @@ export const start = (
       if (!held.get(entry.stream.key)!.has(entry.id)) holding++
       held.get(entry.stream.key)!.add(entry.id)
     }
-    const release = (entry: Entry) =>
-      Effect.sync(() => {
-        if (held.get(entry.stream.key)!.delete(entry.id)) holding--
-      })
+    // A read with no room waits for room to be freed (or for closing), not polling.
+    let roomFreed: Deferred.Deferred<void> | undefined
+    const drop = (key: string, id: string) => {
+      if (!held.get(key)!.delete(id)) return
+      holding--
+      if (roomFreed !== undefined) {
+        Deferred.unsafeDone(roomFreed, Exit.void)
+        roomFreed = undefined
+      }
+    }
+    const release = (entry: Entry) => Effect.sync(() => drop(entry.stream.key, entry.id))
 
     /** Runs `effect` until it succeeds, backing off, while the worker runs (or until `until`). */
     const persist = <A>(what: string, effect: Effect.Effect<A, unknown>, until: () => boolean) =>
@@ -494,7 +522,9 @@ export const start = (
       while (!stopping) {
         const wanted = room()
         if (wanted <= 0) {
-          yield* Effect.sleep(5)
+          if (roomFreed === undefined) roomFreed = Deferred.unsafeMake<void>(FiberId.none)
+          const freed = roomFreed
+          yield* Effect.raceAll([Deferred.await(freed), Deferred.await(stopped), Effect.sleep(1_000)])
           continue
         }
         const result = yield* Effect.either(
@@ -625,7 +655,7 @@ export const start = (
           )
           if (Either.isLeft(reply) || !Array.isArray(reply.right) || reply.right.length === 0) continue
           const lost = reply.right.map(String)
-          for (const id of lost) if (ids.delete(id)) holding--
+          for (const id of lost) drop(key, id)
           yield* Effect.logWarning(
             `Durable worker ${settings.consumer}: ${lost.length} entry(ies) of ${key} it was writing are no longer pending for it (claimed by another worker after a pause longer than minIdle, or settled): dropped, not acknowledged here (${lost.slice(0, 5).join(", ")}${lost.length > 5 ? ", …" : ""}).`
           )
@@ -678,16 +708,13 @@ export const start = (
         }
         if (fibers.keep !== undefined) yield* Fiber.interrupt(fibers.keep)
         // A consumer that holds nothing is removed from the group, so the group lists live workers.
+        // One script per stream: checked and removed in one step, so no entry that becomes this
+        // consumer's in between (a read or claim whose answer was lost) is dropped with it.
         yield* Effect.forEach(
           keys,
           (key) =>
-            call(commands, timeout, "xpending", [key, settings.group, "-", "+", 1, settings.consumer]).pipe(
-              Effect.flatMap((pending) =>
-                Array.isArray(pending) && pending.length === 0
-                  ? call(commands, timeout, "xgroup", ["DELCONSUMER", key, settings.group, settings.consumer])
-                  : Effect.void
-              ),
-              Effect.ignore
+            Effect.ignore(
+              script(commands, timeout, removeScript, [1, key, settings.group, settings.consumer])
             ),
           { discard: true }
         )
