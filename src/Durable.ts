@@ -275,7 +275,11 @@ export interface WorkerOptions<I = BatchFlow.BatchFlow> {
   readonly deadLetter?: "stream" | "log" | undefined
   /** Accept targets whose writes are not idempotent (they may be written twice). Default false. */
   readonly allowDuplicates?: boolean | undefined
-  /** How long closing waits for entries being written; the rest stays pending. Default 30 s. */
+  /**
+   * How long closing may take, all of it (stopping the read, finishing the entries being written,
+   * removing the consumer), even when Redis does not answer; entries not settled by then stay
+   * pending. Default 30 s.
+   */
   readonly closeTimeout?: Duration.DurationInput | undefined
   /** Limit for each Redis command other than the blocking read. Default 10 s. */
   readonly commandTimeout?: Duration.DurationInput | undefined

@@ -42,6 +42,7 @@ import {
   unique,
   until
 } from "./durable/helpers.js"
+import { startRedis } from "./fault/servers.js"
 
 class Sink extends BatchFlow.Tag("test/DurableSink")<Sink>() {}
 
@@ -602,6 +603,40 @@ describe("durable mode", () => {
     expect(Date.now() - closing).toBeLessThan(2_000)
     expect(await backlog(redis, key)).toEqual({ length: 0, pending: 0 })
   })
+
+  it("closing a worker takes at most about closeTimeout even when Redis stops answering", async () => {
+    const server = await startRedis()
+    const direct = await redisAt(server.url)
+    try {
+      const T = idsTarget("dur_hung")
+      // The worker in a scope of its own, closed while the flow and the client stay open.
+      const elapsed = await Effect.runPromise(
+        Effect.scoped(
+          Effect.gen(function* () {
+            const inner = yield* Scope.make()
+            yield* Durable.makeWorker({
+              targets: [T],
+              prefix,
+              flow: Sink,
+              block: "100 millis",
+              closeTimeout: "500 millis",
+              commandTimeout: "5 seconds"
+            }).pipe(Scope.extend(inner))
+            yield* Effect.sleep(300)
+            // Every client's commands wait (up to 4 s): CLIENT UNBLOCK, the read, the consumer's removal.
+            yield* Effect.promise(() => direct.call("client", "pause", 4_000, "ALL"))
+            const start = Date.now()
+            yield* Scope.close(inner, Exit.void)
+            return Date.now() - start
+          })
+        ).pipe(Effect.provide(Layer.merge(SinkLive, Redis.layerClient({ url: server.url }))))
+      )
+      expect(elapsed).toBeLessThan(1_000)
+    } finally {
+      direct.disconnect()
+      await server.stop()
+    }
+  }, 20_000)
 
   it("a full stream refuses appends with StreamFull (whenFull: fail); nothing accepted is trimmed", async () => {
     const Events = eventsTable(unique("dur_full"))

@@ -679,43 +679,61 @@ export const start = (
               ? Effect.logError(`Durable worker ${settings.consumer}: its ${name} fiber failed`, exit.cause)
               : Effect.void
           )
+    // Closing takes at most closeTimeout, whatever Redis does: every step gets what is left of it.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
+        const deadline = Date.now() + settings.closeTimeoutMillis
+        const left = () => Math.max(0, deadline - Date.now())
+        /** Awaits the fibers within what is left; false (and they are interrupted) past it. */
+        const awaitWithin = (list: ReadonlyArray<readonly [string, Fiber.RuntimeFiber<void> | undefined]>) =>
+          // Interruptible: a finalizer runs uninterruptibly, and the timeout must be able to stop the wait.
+          Effect.forEach(list, ([name, fiber]) => awaitFiber(name, fiber), { discard: true }).pipe(
+            Effect.interruptible,
+            Effect.timeoutTo({ duration: left(), onSuccess: () => true, onTimeout: () => false }),
+            Effect.tap((done) =>
+              done
+                ? Effect.void
+                : Fiber.interruptAll(list.flatMap(([, fiber]) => (fiber === undefined ? [] : [fiber])))
+            )
+          )
         stopping = true
         yield* Deferred.succeed(stopped, undefined)
-        yield* Effect.ignore(call(commands, timeout, "client", ["UNBLOCK", readerId]))
-        yield* awaitFiber("read", fibers.read)
-        yield* awaitFiber("claim", fibers.claim)
+        yield* Effect.ignore(
+          call(commands, Math.max(1, Math.min(timeout, left())), "client", ["UNBLOCK", readerId])
+        )
+        yield* awaitWithin([
+          ["read", fibers.read],
+          ["claim", fibers.claim]
+        ])
         const writers = fibers.writers
         yield* Queue.offerAll(
           queue,
           writers.map(() => End)
         )
-        const finished = yield* Effect.forEach(writers, (fiber) => awaitFiber("writer", fiber), {
-          discard: true
-        }).pipe(
-          Effect.timeoutTo({
-            duration: settings.closeTimeoutMillis,
-            onSuccess: () => true,
-            onTimeout: () => false
-          })
-        )
+        const finished = yield* awaitWithin(writers.map((fiber) => ["writer", fiber] as const))
         if (!finished) {
           yield* Effect.logWarning(
             `Durable worker ${settings.consumer}: ${holding} entry(ies) still being written or settled after closeTimeout (${settings.closeTimeoutMillis} ms) are left unacknowledged: they stay pending and another worker claims them after minIdle and writes them again (rows the flow still commits meanwhile are written twice, harmless for an idempotent target).`
           )
-          yield* Fiber.interruptAll(writers)
         }
         if (fibers.keep !== undefined) yield* Fiber.interrupt(fibers.keep)
         // A consumer that holds nothing is removed from the group, so the group lists live workers.
         // One script per stream: checked and removed in one step, so no entry that becomes this
-        // consumer's in between (a read or claim whose answer was lost) is dropped with it.
+        // consumer's in between (a read or claim whose answer was lost) is dropped with it. Past the
+        // deadline the consumer stays (harmless: an empty consumer).
         yield* Effect.forEach(
           keys,
           (key) =>
-            Effect.ignore(
-              script(commands, timeout, removeScript, [1, key, settings.group, settings.consumer])
-            ),
+            left() === 0
+              ? Effect.void
+              : Effect.ignore(
+                  script(commands, Math.min(timeout, left()), removeScript, [
+                    1,
+                    key,
+                    settings.group,
+                    settings.consumer
+                  ])
+                ),
           { discard: true }
         )
       })
