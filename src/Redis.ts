@@ -307,12 +307,10 @@ const executorWith = (
     markerTtlSeconds: options.markerTtlSeconds ?? 600
   })
 
-const fromExecutor = (redisExecutor: RedisExecutor): BatchExecutor.Executor =>
-  BatchExecutor.makeExecutor({
-    name: "redis",
-    accepts: isRedisTarget,
-    make: () => Effect.succeed(redisExecutor)
-  })
+/** The flow's executor for every Redis target, made by `make`. */
+const forRedisTargets = <E, R>(
+  make: (config: BatchFlowConfig.BatchFlowConfig) => Effect.Effect<RedisExecutor, E, R>
+): BatchExecutor.Executor<E, R> => BatchExecutor.makeExecutor({ name: "redis", accepts: isRedisTarget, make })
 
 /**
  * The executor of a flow that writes every Redis target (`set`, `hset`, `command`, …) through the
@@ -323,12 +321,9 @@ const fromExecutor = (redisExecutor: RedisExecutor): BatchExecutor.Executor =>
  * @category executors
  */
 export const executor = (options: ExecutorOptions = {}): BatchExecutor.Executor<never, RedisClient> =>
-  BatchExecutor.makeExecutor({
-    name: "redis",
-    accepts: isRedisTarget,
-    make: (config) =>
-      Effect.map(RedisClient, ({ connection }) => executorWith(connection, options, config.retry))
-  })
+  forRedisTargets((config) =>
+    Effect.map(RedisClient, ({ connection }) => executorWith(connection, options, config.retry))
+  )
 
 /**
  * Flow and executor options together.
@@ -367,7 +362,10 @@ export const layer = (
   Layer.scopedContext(
     Effect.gen(function* () {
       const redisExecutor = yield* makeExecutor(options)
-      const flow = yield* BatchFlow.make({ ...options, executors: [fromExecutor(redisExecutor)] })
+      const flow = yield* BatchFlow.make({
+        ...options,
+        executors: [forRedisTargets(() => Effect.succeed(redisExecutor))]
+      })
       return Context.make(BatchFlow.BatchFlow, flow).pipe(Context.add(RedisExecutor, redisExecutor))
     })
   )

@@ -112,10 +112,10 @@ export interface FlowRun<A> {
  * Builds the flow in its own scope, runs `body`, closes the flow (writing everything) and returns the
  * body's result, every `BatchFailure` and the final stats.
  */
-export const runFlow = <A, E, R>(
-  flowLayer: Layer.Layer<BatchFlow.BatchFlow, unknown, SqlClient.SqlClient>,
+export const runFlow = <A, E, R, LE, LR>(
+  flowLayer: Layer.Layer<BatchFlow.BatchFlow, LE, LR>,
   body: (flow: BatchFlow.BatchFlow) => Effect.Effect<A, E, R>
-): Effect.Effect<FlowRun<A>, E | unknown, R | SqlClient.SqlClient> =>
+): Effect.Effect<FlowRun<A>, E | LE, R | LR> =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
     const context = yield* Layer.buildWithScope(flowLayer, scope)

@@ -249,13 +249,8 @@ export class Engine {
   ): Effect.Effect<ReadonlyArray<BatchFailure>, InvalidRow | BatchFlowClosed | BufferFull> {
     return Effect.suspend(
       (): Effect.Effect<ReadonlyArray<BatchFailure>, InvalidRow | BatchFlowClosed | BufferFull> => {
-        const given = Array.isArray(input) ? (input as ReadonlyArray<A>) : Array.from(input)
-        const rows = new Array<unknown>(given.length)
-        for (let i = 0; i < given.length; i++) {
-          const invalid = target.validate(given[i])
-          if (invalid !== undefined) return this.rejectInvalid(withIndex(invalid, i))
-          rows[i] = target.copy(given[i] as A)
-        }
+        const rows = this.copiesOf(target, input)
+        if (!Array.isArray(rows)) return rows
         if (rows.length === 0) return Effect.succeed([])
         const ack = new RowsAck(rows.length)
         return Effect.zipRight(
@@ -279,6 +274,19 @@ export class Engine {
     target: Target.Any,
     input: Iterable<unknown>
   ): Effect.Effect<void, InvalidRow | BatchFlowClosed | BufferFull> {
+    const rows = this.copiesOf(target, input)
+    if (!Array.isArray(rows)) return rows
+    return rows.length === 0 ? Effect.void : this.enqueueAll(target, rows, 0, this.currentSpan())
+  }
+
+  /**
+   * `submitAll` and `writeAll`: every row validated first, then the copies the flow keeps (see
+   * `Target.copy`); or the rejection of the first invalid row, with its `index`.
+   */
+  private copiesOf(
+    target: Target.Any,
+    input: Iterable<unknown>
+  ): Array<unknown> | Effect.Effect<never, InvalidRow> {
     const given = Array.isArray(input) ? (input as ReadonlyArray<unknown>) : Array.from(input)
     const rows = new Array<unknown>(given.length)
     for (let i = 0; i < given.length; i++) {
@@ -286,7 +294,7 @@ export class Engine {
       if (invalid !== undefined) return this.rejectInvalid(withIndex(invalid, i))
       rows[i] = target.copy(given[i] as never)
     }
-    return rows.length === 0 ? Effect.void : this.enqueueAll(target, rows, 0, this.currentSpan())
+    return rows
   }
 
   private invalidError(invalid: InvalidRow): InvalidRow {
