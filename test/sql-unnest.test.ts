@@ -177,4 +177,26 @@ describe("pg unnest form", () => {
       expect(stored.map((r) => r.s)).toEqual(hostile.filter((_, i) => i !== 7))
     }).pipe(Effect.provide(pgClient()))
   )
+
+  it.live("one trip, one row per statement: every hostile value alone in its column comes back exactly", () =>
+    Effect.gen(function* () {
+      const t = "sql_unnest_trip_alone"
+      yield* recreate(t, `CREATE TABLE ${t} (id BIGINT PRIMARY KEY, s TEXT NOT NULL, c TEXT NOT NULL)`)
+      const T = Table.make(t, {
+        columns: Schema.Struct({ id: Schema.Number, s: Schema.String, c: Schema.String }),
+        conflict: Conflict.none
+      })
+      // Each statement has one hostile value in `s` (alone, so its literal is escaped for it only)
+      // and a clean one in `c`.
+      const input = hostile.map((s, i) => ({ id: i, s, c: `clean ${i}` }))
+      const run = yield* runFlow(
+        Postgres.layer({ flushSize: 1, pgForm: "unnest", timeout: "5 seconds" }),
+        (flow) => flow.submitAll(T, input)
+      )
+      expect(run.failures).toEqual([])
+      const sql = yield* SqlClient.SqlClient
+      const stored = yield* sql.unsafe<{ s: string; c: string }>(`SELECT s, c FROM ${t} ORDER BY id`)
+      expect(stored).toEqual(input.map(({ s, c }) => ({ s, c })))
+    }).pipe(Effect.provide(pgClient()))
+  )
 })
