@@ -264,10 +264,28 @@ export interface WorkerOptions<I = BatchFlow.BatchFlow> {
   /** How often idle entries are looked for. Default `minIdle / 2`. */
   readonly claimInterval?: Duration.DurationInput | undefined
   /**
-   * Deliveries after which an entry that still is not written goes to the dead-letter stream (reason
-   * `max_deliveries`) instead of being tried again. Default 5.
+   * Deliveries after which an entry that still is not settled goes to the dead-letter stream (reason
+   * `max_deliveries`) instead of being written again. A delivery is a read or a claim: an entry is
+   * delivered again only after the worker holding it died or closed before settling it (or its flow
+   * was closed), never because the database failed (see `retryBackoff`). So it guards against
+   * entries that crash their workers, not against outages. Default 5.
    */
   readonly maxDeliveries?: number | undefined
+  /**
+   * Rows whose write failed transiently (a retryable reason after the flow's own attempts, an unknown
+   * outcome, `close_timeout`, the flow's `BufferFull`) are written again, only they, by the worker
+   * holding their entry, as long as it takes: the entry stays with it (kept alive, no delivery
+   * counted, its room taken, so an outage stops the reads). The first wait is `retryBackoff`; each
+   * next one doubles, up to `maxRetryBackoff`, and each is jittered to between half of it and all of
+   * it. Default 100 ms; at least 1 ms.
+   */
+  readonly retryBackoff?: Duration.DurationInput | undefined
+  /**
+   * The longest wait between two writes of an entry's rows after transient failures (see
+   * `retryBackoff`): about how long a recovered database may wait for the worker. Default 5 s; at
+   * least `retryBackoff`.
+   */
+  readonly maxRetryBackoff?: Duration.DurationInput | undefined
   /**
    * Where rows reported with a final failure go: `"stream"` (default) the dead-letter stream
    * (`deadLetterKey`), `"log"` an error log line (counts and reason, no row values).
@@ -316,6 +334,20 @@ const checkWorker = (options: WorkerOptions<unknown>) =>
     const maxDeliveries = yield* positiveInteger("maxDeliveries", options.maxDeliveries, 5)
     const minIdleMillis = millis(options.minIdle, 30_000)
     if (!(minIdleMillis >= 10)) return yield* fail("minIdle", `must be at least 10 ms (got ${minIdleMillis})`)
+    const retryBackoffMillis = millis(options.retryBackoff, 100)
+    if (!(retryBackoffMillis >= 1 && Number.isFinite(retryBackoffMillis))) {
+      return yield* fail(
+        "retryBackoff",
+        `must be a finite duration of at least 1 ms (got ${retryBackoffMillis} ms)`
+      )
+    }
+    const maxRetryBackoffMillis = millis(options.maxRetryBackoff, Math.max(5_000, retryBackoffMillis))
+    if (!(maxRetryBackoffMillis >= retryBackoffMillis && Number.isFinite(maxRetryBackoffMillis))) {
+      return yield* fail(
+        "maxRetryBackoff",
+        `must be a finite duration of at least retryBackoff (${retryBackoffMillis} ms; got ${maxRetryBackoffMillis} ms)`
+      )
+    }
     return {
       prefix: options.prefix ?? defaultPrefix,
       group: options.group ?? "batchflow",
@@ -326,6 +358,8 @@ const checkWorker = (options: WorkerOptions<unknown>) =>
       minIdleMillis: Math.round(minIdleMillis),
       claimIntervalMillis: Math.max(5, Math.round(millis(options.claimInterval, minIdleMillis / 2))),
       maxDeliveries,
+      retryBackoffMillis: Math.round(retryBackoffMillis),
+      maxRetryBackoffMillis: Math.round(maxRetryBackoffMillis),
       deadLetter: options.deadLetter ?? "stream",
       closeTimeoutMillis: millis(options.closeTimeout, 30_000),
       commandTimeoutMillis: millis(options.commandTimeout, 10_000)
@@ -335,8 +369,11 @@ const checkWorker = (options: WorkerOptions<unknown>) =>
 /**
  * Starts a worker in the current scope: its fibers read the targets' streams with a consumer group,
  * write each entry's rows with `flow.writeAll` and acknowledge (XACK, then XDEL) each entry once all
- * its rows are committed or reported. Closing the scope stops reading, finishes the entries it holds
- * (at most `closeTimeout`) and acknowledges them.
+ * its rows are committed or reported with a final failure (those to the dead-letter stream). Rows
+ * with a transient failure are written again by the same worker, with a backoff, until they are
+ * written: a database outage makes entries wait (and the stream grow), it does not dead-letter them.
+ * Closing the scope stops reading, finishes the entries it holds (at most `closeTimeout`) and
+ * acknowledges them; entries still waiting for a retry are left pending for a later claim.
  *
  * @since 0.1.0
  * @category constructors

@@ -326,7 +326,7 @@ describe("durable mode", () => {
     expect(await backlog(redis, key)).toEqual({ length: 0, pending: 0 })
   })
 
-  it("an entry whose write failed transiently stays pending and is written on its next delivery", async () => {
+  it("rows whose write failed transiently are written again by the worker holding the entry, without a new delivery, past maxDeliveries × minIdle", async () => {
     const Flaky = Target.make(unique("dur_flaky"), {
       schema: Schema.Struct({ id: Schema.Number }),
       key: ["id"],
@@ -335,7 +335,7 @@ describe("durable mode", () => {
     const calls: Array<number> = []
     class Unavailable extends Data.TaggedError("Unavailable")<{}> {}
     class FlakySink extends BatchFlow.Tag("test/DurableFlakySink")<FlakySink>() {}
-    // The sink refuses the first call with a retryable error, then writes.
+    // The sink refuses the first 4 calls with a retryable error, then writes.
     const FlakySinkLive = FlakySink.layer({
       executors: [
         BatchExecutor.forTarget(
@@ -343,7 +343,7 @@ describe("durable mode", () => {
           (rows) =>
             Effect.suspend(() => {
               calls.push(rows.length)
-              return calls.length === 1 ? Effect.fail(new Unavailable()) : Effect.void
+              return calls.length <= 4 ? Effect.fail(new Unavailable()) : Effect.void
             }),
           {
             rules: [
@@ -362,7 +362,10 @@ describe("durable mode", () => {
         prefix,
         flow: FlakySink,
         block: "50 millis",
-        minIdle: "100 millis"
+        minIdle: "100 millis",
+        maxDeliveries: 1,
+        retryBackoff: "100 millis",
+        maxRetryBackoff: "200 millis"
       }).pipe(Layer.provide(FlakySinkLive))
     ).pipe(Layer.provide(ClientLive))
     const stats = await withLayer(layer, async (get) => {
@@ -374,23 +377,28 @@ describe("durable mode", () => {
           Array.from({ length: 50 }, (_, id) => ({ id }))
         )
       )
+      const started = Date.now()
       await until(
         async () => (await Effect.runPromise(worker.stats)).acked === 1,
         10_000,
         async () => JSON.stringify(await Effect.runPromise(worker.stats))
       )
+      // 4 backoffs of at least 50, 100, 100 and 100 ms: longer than maxDeliveries × minIdle.
+      expect(Date.now() - started).toBeGreaterThan(300)
       return Effect.runPromise(worker.stats)
     })
-    expect(calls).toEqual([50, 50])
+    expect(calls).toEqual([50, 50, 50, 50, 50])
     expect(stats).toMatchObject({
       read: 1,
-      returned: 1,
-      claimed: 1,
+      retried: 4,
+      returned: 0,
+      claimed: 0,
       acked: 1,
       rowsCommitted: 50,
       deadLettered: 0
     })
     expect(await backlog(redis, key)).toEqual({ length: 0, pending: 0 })
+    expect(Number(await redis.exists(Durable.deadLetterKey(Flaky, prefix)))).toBe(0)
   })
 
   /** A target of ids, a flow that writes it with `write`, and an entry appended by hand. */
@@ -569,6 +577,71 @@ describe("durable mode", () => {
     expect(await backlog(redis, key)).toEqual({ length: 0, pending: 0 })
     // The cleanup ran to its end: the consumer was removed from the group.
     expect(await redis.call("xinfo", "consumers", key, "batchflow")).toEqual([])
+  })
+
+  it("a worker whose flow is closed gives back what it read and takes no more entries (none dead-lettered)", async () => {
+    const T = idsTarget("dur_flowclosed")
+    const key = Durable.streamKey(T, prefix)
+    class ClosingSink extends BatchFlow.Tag("test/DurableClosingSink")<ClosingSink>() {}
+    const ClosingSinkLive = ClosingSink.layer({
+      executors: [BatchExecutor.forTarget(T, () => Effect.void)]
+    })
+    await redis.call("xgroup", "create", key, "batchflow", "0", "MKSTREAM")
+    const layer = Durable.worker({
+      targets: [T],
+      prefix,
+      flow: ClosingSink,
+      consumer: "w",
+      block: "50 millis",
+      minIdle: "100 millis",
+      maxDeliveries: 2
+    }).pipe(Layer.provideMerge(ClosingSinkLive), Layer.provide(ClientLive))
+    const stats = await withLayer(layer, async (get) => {
+      const worker = get<Durable.WorkerService>(Durable.Worker)
+      await Effect.runPromise(get<BatchFlow.BatchFlow>(ClosingSink).close)
+      for (let i = 0; i < 5; i++) await appendIds(key, [i])
+      await until(
+        async () => (await Effect.runPromise(worker.stats)).returned > 0,
+        5_000,
+        async () => JSON.stringify(await Effect.runPromise(worker.stats))
+      )
+      // Many times minIdle: the entries given back are not claimed again (each claim a delivery).
+      await sleep(1_000)
+      return Effect.runPromise(worker.stats)
+    })
+    expect(stats).toMatchObject({ claimed: 0, acked: 0, deadLettered: 0 })
+    expect(stats.returned).toBe(stats.read)
+    expect(await backlog(redis, key)).toEqual({ length: 5, pending: stats.read })
+    expect(Number(await redis.exists(Durable.deadLetterKey(T, prefix)))).toBe(0)
+  })
+
+  it("a worker refuses a retry backoff that is not a positive duration, or a cap below it", async () => {
+    const T = idsTarget("dur_badbackoff")
+    const build = (options: Partial<Durable.WorkerOptions<Sink>>) =>
+      Effect.runPromise(
+        Effect.either(
+          Effect.scoped(
+            Layer.build(
+              Durable.worker({ targets: [T], prefix, flow: Sink, block: "10 millis", ...options }).pipe(
+                Layer.provide(SinkLive),
+                Layer.provide(ClientLive)
+              )
+            )
+          )
+        )
+      )
+    const fieldOf = (result: Either.Either<unknown, { readonly _tag: string; readonly field?: string }>) =>
+      Either.isLeft(result) ? [result.left._tag, result.left.field] : "built"
+    expect(fieldOf(await build({ retryBackoff: 0 }))).toEqual(["DurableConfigError", "retryBackoff"])
+    expect(fieldOf(await build({ retryBackoff: "1 second", maxRetryBackoff: "500 millis" }))).toEqual([
+      "DurableConfigError",
+      "maxRetryBackoff"
+    ])
+    expect(fieldOf(await build({ maxRetryBackoff: Infinity }))).toEqual([
+      "DurableConfigError",
+      "maxRetryBackoff"
+    ])
+    expect(fieldOf(await build({ retryBackoff: "10 seconds" }))).toBe("built")
   })
 
   it("closing after the reader reconnected unblocks its read at once (its new connection's id)", async () => {

@@ -3,19 +3,27 @@
  * an entry only once every row of it is committed or reported. Its pieces, top to bottom:
  *
  * - read: one fiber on a connection of its own (XREADGROUP blocks it) takes new entries (`>`), as
- *   many as there is room for (`room`: entries held, queued or being written);
- * - claim: every `claimInterval`, XAUTOCLAIM takes over entries idle for `minIdle` (a dead consumer's,
- *   or one this worker gave back after a transient failure), with their delivery counts (XPENDING; an
- *   entry whose count cannot be read is not written, it stays pending);
+ *   many as there is room for (`room`: entries held, queued, being written or waiting to be written
+ *   again);
+ * - claim: every `claimInterval`, XAUTOCLAIM takes over entries idle for `minIdle` (a dead or closed
+ *   consumer's, or one given back because a flow was closed), with their delivery counts (XPENDING; an
+ *   entry whose count cannot be read is not written, it stays pending), no more than there is room for;
  * - keep: every `minIdle / 3`, the entries this worker holds are touched (`keepScript`: XCLAIM … JUSTID,
  *   which does not count a delivery, of the ids still pending for this consumer) so that no other
  *   worker claims an entry that is still being written; ids another consumer owns now are dropped;
- * - write: `concurrency` fibers take entries, decode them and call `flow.writeAll`;
+ * - write: `concurrency` fibers take entries, decode them and call `flow.writeAll`. Rows reported
+ *   with a transient failure (retryable reason, unknown outcome, `close_timeout`, the flow's
+ *   `BufferFull`) are written again by the same writer after a backoff (`retryBackoff` doubling up to
+ *   `maxRetryBackoff`, jittered), only they, until none is left: the entry stays held meanwhile (kept
+ *   alive, no delivery counted, its room taken, so an outage stops the reads: backpressure), and the
+ *   rows with a final failure wait for the settle. A closing worker stops retrying and leaves the
+ *   entry pending, unsettled; a closed flow (`BatchFlowClosed`) gives it back at once and the worker
+ *   takes no more entries. `maxDeliveries` thus counts real deliveries only (claims after a worker
+ *   died or closed mid-write), never an outage;
  * - settle: one Lua script (`settleScript`) that does nothing when the entry is no longer pending for
  *   this consumer, else appends the dead letters (rows reported with a final failure) and then
  *   XACK + XDEL; a failing XADD aborts it before the XACK. With `deadLetter: "log"` the log lines come
- *   first. A transient failure (retryable, unknown outcome, closed flow) → left pending, to be
- *   claimed again after `minIdle`, until `maxDeliveries`.
+ *   first.
  */
 import { createHash } from "node:crypto"
 import * as Deferred from "effect/Deferred"
@@ -45,6 +53,8 @@ export interface WorkerSettings {
   readonly minIdleMillis: number
   readonly claimIntervalMillis: number
   readonly maxDeliveries: number
+  readonly retryBackoffMillis: number
+  readonly maxRetryBackoffMillis: number
   readonly deadLetter: "stream" | "log"
   readonly closeTimeoutMillis: number
   readonly commandTimeoutMillis: number
@@ -69,12 +79,21 @@ export interface WorkerStats {
   readonly deadLettered: number
   /** Rows in those records. */
   readonly deadLetteredRows: number
-  /** Entries left pending after a transient failure, to be delivered again. */
+  /**
+   * Writes of an entry's rows again after a transient failure (retryable reason, unknown outcome,
+   * `close_timeout`, a full flow buffer), by the worker that holds it: one per retry. It keeps
+   * growing while the database is down.
+   */
+  readonly retried: number
+  /**
+   * Entries given back unsettled, to be claimed again after `minIdle` (a new delivery): because the
+   * flow was closed, or because the worker closed while they waited to be written again.
+   */
   readonly returned: number
   /**
-   * Entries this worker wrote but found no longer pending for it when settling them (another worker
-   * claimed them, e.g. after a pause longer than `minIdle`, or an earlier attempt whose answer was
-   * lost settled them): not acknowledged here.
+   * Entries this worker wrote but found no longer pending for it when settling them, or while they
+   * waited to be written again (another worker claimed them, e.g. after a pause longer than
+   * `minIdle`, or an earlier attempt whose answer was lost settled them): not acknowledged here.
    */
   readonly lost: number
 }
@@ -246,6 +265,7 @@ export const start = (
       rowsCommitted: 0,
       deadLettered: 0,
       deadLetteredRows: 0,
+      retried: 0,
       returned: 0,
       lost: 0
     }
@@ -297,12 +317,16 @@ export const start = (
       ({ redis }) => Effect.sync(() => redis.disconnect())
     )
 
-    // Entries held (queued or being written) are bounded by `capacity`: reads and claims ask for no
-    // more than the room left. Counted, not a semaphore: a blocked read holds no permits.
+    // Entries held (queued, being written, or waiting to be written again after a transient failure)
+    // are bounded by `capacity`: reads and claims ask for no more than the room left, so entries that
+    // wait out an outage stop both. Counted, not a semaphore: a blocked read holds no permits (a read
+    // and a claim answered at the same moment may each fill what was left: at most `count` over).
     const capacity = Math.max(settings.concurrency * 2, settings.count)
     let holding = 0
     const room = () => Math.min(settings.count, capacity - holding)
     const queue = yield* Queue.unbounded<Entry | typeof End>()
+    /** Held entries waiting to be written again. */
+    const retrying = new Set<Entry>()
 
     const hold = (entry: Entry) => {
       if (!held.get(entry.stream.key)!.has(entry.id)) holding++
@@ -318,7 +342,11 @@ export const start = (
         roomFreed = undefined
       }
     }
-    const release = (entry: Entry) => Effect.sync(() => drop(entry.stream.key, entry.id))
+    const release = (entry: Entry) =>
+      Effect.sync(() => {
+        retrying.delete(entry)
+        drop(entry.stream.key, entry.id)
+      })
 
     /** Runs `effect` until it succeeds, backing off, while the worker runs (or until `until`). */
     const persist = <A>(what: string, effect: Effect.Effect<A, unknown>, until: () => boolean) =>
@@ -420,6 +448,10 @@ export const start = (
       )
     }
 
+    /**
+     * Leaves an entry pending, unsettled, to be claimed again after `minIdle` (a new delivery): its
+     * flow is closed, or this worker closes while the entry waits to be written again.
+     */
     const giveBack = (entry: Entry, reason: string, detail: string) =>
       Effect.zipRight(
         Effect.sync(() => {
@@ -428,9 +460,56 @@ export const start = (
           lastReason.set(entry.id, reason)
         }),
         Effect.logWarning(
-          `Durable worker: entry ${entry.id} of ${entry.stream.key} not written this time (reason ${reason}, delivery ${entry.deliveries} of at most ${settings.maxDeliveries}): ${detail}. It stays pending and is claimed again after minIdle.`
+          `Durable worker ${settings.consumer}: entry ${entry.id} of ${entry.stream.key} given back unsettled (reason ${reason}, delivery ${entry.deliveries} of at most ${settings.maxDeliveries}): ${detail}. It stays pending and is claimed again after minIdle.`
         )
       )
+
+    // A closed flow never writes again: entries taken now would only be given back, each claim a
+    // delivery more, until maxDeliveries dead-letters them. So the worker stops taking any.
+    let flowClosed = false
+    const onFlowClosed = Effect.suspend(() => {
+      if (flowClosed) return Effect.void
+      flowClosed = true
+      return Effect.logError(
+        `Durable worker ${settings.consumer}: its flow is closed, so it takes no more entries and gives back those it holds, for other workers (close a worker before its flow).`
+      )
+    })
+
+    // --------------------------------------------------------------------------- transient retries
+
+    /** The wait before retry `n` (from 0): exponential from retryBackoff, capped, then half to all of it. */
+    const backoff = (n: number) => {
+      const full = Math.min(
+        settings.maxRetryBackoffMillis,
+        settings.retryBackoffMillis * 2 ** Math.min(n, 40)
+      )
+      return Math.max(1, Math.round(full * (0.5 + Math.random() / 2)))
+    }
+
+    // An outage is logged once per entry (its first transient failure), then in one line at most
+    // every `retryLogMillis` for the whole worker, and once when it is over.
+    const retryLogMillis = 5_000
+    let lastRetryLog = 0
+    const logRetry = (entry: Entry, retry: number, rows: number, reason: string, detail: string) =>
+      Effect.suspend(() => {
+        const now = Date.now()
+        if (retry === 1) {
+          lastRetryLog = now
+          return Effect.logWarning(
+            `Durable worker ${settings.consumer}: ${rows} row(s) of entry ${entry.id} of ${entry.stream.key} not written this time (reason ${reason}): ${detail}. The worker keeps the entry (no new delivery) and writes these rows again after a backoff (at most ${settings.maxRetryBackoffMillis} ms) until they are written; ${retrying.size} entry(ies) wait so, and they take the room of new ones.`
+          )
+        }
+        if (now - lastRetryLog < retryLogMillis) return Effect.void
+        lastRetryLog = now
+        return Effect.logWarning(
+          `Durable worker ${settings.consumer}: ${retrying.size} entry(ies) still wait to be written again (entry ${entry.id} of ${entry.stream.key}: retry ${retry}, ${rows} row(s), reason ${reason}): ${detail}`
+        )
+      })
+    const transient = (f: {
+      readonly retryable: boolean
+      readonly outcome: string
+      readonly reason: string
+    }) => f.retryable || f.outcome === "unknown_outcome" || f.reason === "close_timeout"
 
     // ------------------------------------------------------------------------------------- write
 
@@ -455,7 +534,8 @@ export const start = (
             )
           ])
         }
-        const decoded = codecOf(target).decode(text)
+        const codec = codecOf(target)
+        const decoded = codec.decode(text)
         if (Either.isLeft(decoded))
           return yield* ack(entry, [whole(decoded.left.reason, decoded.left.detail)])
         const rows = decoded.right
@@ -465,37 +545,91 @@ export const start = (
           ])
         }
         if (rows.length === 0) return yield* ack(entry, [])
-        const written = yield* Effect.either(flow.writeAll(target as Target.Target<unknown>, rows))
-        if (Either.isLeft(written)) {
-          const error = written.left
-          return error._tag === "InvalidRow"
-            ? yield* ack(entry, [whole("invalid_row", error.message)])
-            : yield* giveBack(entry, error._tag === "BufferFull" ? "buffer_full" : "closed", error.message)
-        }
-        const failures = written.right
-        const transient = failures.find(
-          (f) => f.retryable || f.outcome === "unknown_outcome" || f.reason === "close_timeout"
-        )
-        if (transient !== undefined && entry.deliveries < settings.maxDeliveries) {
-          return yield* giveBack(entry, transient.reason, transient.message)
-        }
-        const codec = codecOf(target)
-        let failed = 0
-        const dead = failures.map((f): DeadLetter => {
-          failed += f.rows.length
-          // The rows as the entry holds them (encoded side); a row the schema cannot encode again is
-          // unlikely (it was just decoded): then the entry's own text, all of it, says what was lost.
-          const rows = Either.try(() => codec.encode(f.rows))
-          return Either.isRight(rows)
-            ? { reason: f.reason, detail: f.message, rows: rows.right, count: f.rows.length }
+        /** A dead letter of `failed`, as the entry holds them (encoded side). */
+        const deadOf = (reason: string, detail: string, failed: ReadonlyArray<unknown>): DeadLetter => {
+          // A row the schema cannot encode again is unlikely (it was just decoded): then the entry's
+          // own text, all of it, says what was lost.
+          const encoded = Either.try(() => codec.encode(failed))
+          return Either.isRight(encoded)
+            ? { reason, detail, rows: encoded.right, count: failed.length }
             : {
-                reason: f.reason,
-                detail: `${f.message} (its ${f.rows.length} row(s) could not be encoded again: ${messageOf(rows.left)}; rows holds the whole entry)`,
+                reason,
+                detail: `${detail} (its ${failed.length} row(s) could not be encoded again: ${messageOf(encoded.left)}; rows holds the whole entry)`,
                 rows: text,
-                count: f.rows.length
+                count: failed.length
               }
-        })
-        counters.rowsCommitted += rows.length - failed
+        }
+        // Written until no row is left with a transient failure; those with a final one wait here.
+        const dead: Array<DeadLetter> = []
+        let failedRows = 0
+        let toWrite: ReadonlyArray<unknown> = rows
+        let retries = 0
+        while (true) {
+          const written = yield* Effect.either(flow.writeAll(target as Target.Target<unknown>, toWrite))
+          let again: Array<unknown> = []
+          let cause: { readonly reason: string; readonly detail: string } | undefined
+          if (Either.isLeft(written)) {
+            const error = written.left
+            if (error._tag === "BatchFlowClosed") {
+              yield* onFlowClosed
+              return yield* giveBack(entry, "closed", error.message)
+            }
+            if (error._tag === "InvalidRow") {
+              // The whole call is refused; validation does not change between attempts.
+              dead.push(
+                retries === 0
+                  ? whole("invalid_row", error.message)
+                  : deadOf("invalid_row", error.message, toWrite)
+              )
+              failedRows += toWrite.length
+            } else {
+              // BufferFull: the rows after the first `accepted` were not taken, and the outcome of
+              // those taken is awaited by nobody: all of them again (harmless for idempotent targets).
+              again = [...toWrite]
+              cause = { reason: "buffer_full", detail: error.message }
+            }
+          } else {
+            for (const failure of written.right) {
+              if (transient(failure)) {
+                for (const row of failure.rows) again.push(row)
+                cause ??= { reason: failure.reason, detail: failure.message }
+              } else {
+                dead.push(deadOf(failure.reason, failure.message, failure.rows))
+                failedRows += failure.rows.length
+              }
+            }
+          }
+          if (cause === undefined || again.length === 0) break
+          retries++
+          retrying.add(entry)
+          yield* logRetry(entry, retries, again.length, cause.reason, cause.detail)
+          if (!stopping) yield* pause(backoff(retries - 1))
+          if (stopping) {
+            return yield* giveBack(
+              entry,
+              cause.reason,
+              `the worker closed while ${again.length} of its row(s) waited to be written again (retry ${retries}): ${cause.detail}`
+            )
+          }
+          // Taken over by another worker (this one paused longer than minIdle): that one writes it now.
+          if (!held.get(entry.stream.key)!.has(entry.id)) {
+            counters.lost++
+            return yield* Effect.logWarning(
+              `Durable worker ${settings.consumer}: entry ${entry.id} of ${entry.stream.key}, waiting to be written again, is no longer pending for it (claimed by another worker): not written again here.`
+            )
+          }
+          counters.retried++
+          toWrite = again
+        }
+        if (retries > 0) {
+          retrying.delete(entry)
+          if (retrying.size === 0) {
+            yield* Effect.logInfo(
+              `Durable worker ${settings.consumer}: writes succeed again; no entry waits for a retry (entry ${entry.id} of ${entry.stream.key} settled after ${retries} retry(ies)).`
+            )
+          }
+        }
+        counters.rowsCommitted += rows.length - failedRows
         return yield* ack(entry, dead)
       }).pipe(Effect.ensuring(release(entry)))
 
@@ -519,7 +653,7 @@ export const start = (
 
     const readLoop = Effect.gen(function* () {
       let failing = 0
-      while (!stopping) {
+      while (!stopping && !flowClosed) {
         const wanted = room()
         if (wanted <= 0) {
           if (roomFreed === undefined) roomFreed = Deferred.unsafeMake<void>(FiberId.none)
@@ -565,7 +699,7 @@ export const start = (
     const claimStream = (stream: Stream) =>
       Effect.gen(function* () {
         let cursor = "0-0"
-        for (let page = 0; page < 100 && !stopping; page++) {
+        for (let page = 0; page < 100 && !stopping && !flowClosed; page++) {
           const wanted = room()
           if (wanted <= 0) return
           const reply = yield* Effect.either(
@@ -627,9 +761,9 @@ export const start = (
       })
 
     const claimLoop = Effect.gen(function* () {
-      while (!stopping) {
+      while (!stopping && !flowClosed) {
         yield* pause(settings.claimIntervalMillis)
-        if (stopping) return
+        if (stopping || flowClosed) return
         for (const stream of streams.values()) {
           yield* claimStream(stream).pipe(
             Effect.catchAll((error) =>
