@@ -14,12 +14,13 @@
  *
  *   npx tsx bench/durable.ts [--rows 200000] [--batch 500] [--producers 4] [--workers 4] [--runs 3]
  *                            [--fsync everysec|always] [--only lib|raw] [--handover 1]
+ *                            [--node-args "--max-semi-space-size=64"]
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Redacted, Schema } from "effect"
@@ -74,6 +75,29 @@ const connect = async (url: string): Promise<IORedis> => {
   return redis
 }
 
+/** CPU (user + system) used since `start`, in microseconds. */
+const cpuMicros = (start: NodeJS.CpuUsage): number => {
+  const used = process.cpuUsage(start)
+  return used.user + used.system
+}
+
+/**
+ * CPU (user + system) a process has used so far, in microseconds (Linux: /proc/<pid>/stat); NaN once
+ * it is gone (the worker killed in a handover run).
+ */
+const cpuOfPid = (pid: number): number => {
+  let stat: string
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+  } catch {
+    return Number.NaN
+  }
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const fields = stat.split(") ")[1]!.split(" ")
+  return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / CLOCK_TICKS
+}
+const CLOCK_TICKS = 100
+
 /** Producers start together: each waits for its token on this list. */
 const startList = `${PREFIX}:start`
 
@@ -93,12 +117,13 @@ const producerLib = async (redisUrl: string, table: string, from: number, count:
       const flow = yield* BatchFlow.BatchFlow
       console.log("ready")
       yield* Effect.promise(() => gate.blpop(startList, 0))
+      const cpu = process.cpuUsage()
       for (let first = from; first < from + count; first += batch) {
         yield* flow.submitAll(Events, rowsOf(first, Math.min(batch, from + count - first)))
       }
       yield* flow.flush
       const stats = yield* flow.stats
-      console.log(`done ${stats.committed} ${stats.failed + stats.unknownOutcome}`)
+      console.log(`done ${stats.committed} ${stats.failed + stats.unknownOutcome} ${cpuMicros(cpu)}`)
     }).pipe(Effect.provide(layer))
   )
   gate.disconnect()
@@ -109,6 +134,7 @@ const producerRaw = async (redisUrl: string, table: string, from: number, count:
   const key = `${PREFIX}:${table}`
   console.log("ready")
   await redis.blpop(startList, 0)
+  const cpu = process.cpuUsage()
   let next = from
   let appended = 0
   const lane = async () => {
@@ -121,7 +147,7 @@ const producerRaw = async (redisUrl: string, table: string, from: number, count:
     }
   }
   await Promise.all(Array.from({ length: CONCURRENCY }, lane))
-  console.log(`done ${appended} 0`)
+  console.log(`done ${appended} 0 ${cpuMicros(cpu)}`)
   redis.disconnect()
 }
 
@@ -131,8 +157,7 @@ const workerLib = async (redisUrl: string, table: string, consumer: string, minI
     targets: [Events],
     prefix: PREFIX,
     consumer,
-    concurrency: CONCURRENCY,
-    count: 10,
+    // The default 8 writers: two statements of 2,000 rows (4 entries of 500 each) in flight.
     minIdle,
     block: "200 millis"
   }).pipe(
@@ -209,6 +234,34 @@ const workerRaw = async (redisUrl: string, table: string, consumer: string) => {
 
 const self = fileURLToPath(import.meta.url)
 
+/**
+ * The children run this file compiled by esbuild (packages external), not through tsx: tsx compiles
+ * with `keepNames`, which slows the library's code but not the raw drivers' (see
+ * bin/effect-batchflow.js), so the comparison would be unfair to the library.
+ */
+let compiled: string | undefined
+/** Node options for every child (`--node-args "--max-semi-space-size=64"`, or a profiler's). */
+const nodeArgs = arg("node-args", "")
+  .split(" ")
+  .filter((a) => a !== "")
+const compileSelf = async (): Promise<string> => {
+  const { build } = await import("esbuild")
+  // Beside the clone's node_modules, so that the packages it imports resolve as from bench/.
+  const outfile = join(dirname(self), "..", "node_modules", ".cache", `durable-bench-${process.pid}.mjs`)
+  await build({
+    entryPoints: [self],
+    outfile,
+    bundle: true,
+    packages: "external",
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    logLevel: "error"
+  })
+  process.on("exit", () => rmSync(outfile, { force: true }))
+  return outfile
+}
+
 interface Proc {
   readonly child: ChildProcess
   readonly lines: Array<string>
@@ -216,7 +269,7 @@ interface Proc {
 }
 
 const launch = (role: string, extra: ReadonlyArray<string>): Proc => {
-  const child = spawn(process.execPath, ["--import", "tsx", self, "--role", role, ...extra], {
+  const child = spawn(process.execPath, [...nodeArgs, compiled!, "--role", role, ...extra], {
     stdio: ["ignore", "pipe", "inherit"]
   })
   const lines: Array<string> = []
@@ -296,6 +349,7 @@ const startRedis = async (fsync: string) => {
   }
   return {
     url,
+    pid: child.pid!,
     stop: () => {
       child.kill("SIGKILL")
       rmSync(dir, { recursive: true, force: true })
@@ -306,6 +360,8 @@ const startRedis = async (fsync: string) => {
 interface Result {
   readonly appendRowsPerSecond: number
   readonly endToEndRowsPerSecond: number
+  /** CPU µs per row from the start signal to the end: producers, workers, the Redis server. */
+  readonly cpu: { readonly producers: number; readonly workers: number; readonly redis: number }
   readonly claimMillis?: number
   readonly handoverMillis?: number
 }
@@ -313,6 +369,7 @@ interface Result {
 const runOnce = async (
   impl: "lib" | "raw",
   redisUrl: string,
+  redisPid: number,
   pool: pg.Pool,
   table: string,
   options: { rows: number; batch: number; producers: number; workers: number; kill: boolean }
@@ -351,6 +408,8 @@ const runOnce = async (
     ])
   )
   await Promise.all(producers.map((p) => p.line(/^ready$/)))
+  const workersCpu = () => workers.reduce((sum, w) => sum + cpuOfPid(w.child.pid!), 0)
+  const cpuAtStart = { workers: workersCpu(), redis: cpuOfPid(redisPid) }
   const started = performance.now()
   await redis.rpush(startList, ...producers.map(() => "go"))
   let killedAt: number | undefined
@@ -394,9 +453,11 @@ const runOnce = async (
     : Promise.resolve()
   await Promise.all(producers.map((p) => p.line(/^done /)))
   const appended = performance.now() - started
+  let producersCpu = 0
   for (const p of producers) {
-    const [, ok, bad] = (await p.line(/^done /)).split(" ")
+    const [, ok, bad, cpu] = (await p.line(/^done /)).split(" ")
     if (Number(bad) !== 0) throw new Error(`a producer reported ${bad} rows not appended (${ok} appended)`)
+    producersCpu += Number(cpu)
   }
   while (true) {
     const length = await redis.xlen(key)
@@ -405,6 +466,11 @@ const runOnce = async (
     await sleep(5)
   }
   const ended = performance.now() - started
+  const cpu = {
+    producers: producersCpu / options.rows,
+    workers: (workersCpu() - cpuAtStart.workers) / options.rows,
+    redis: (cpuOfPid(redisPid) - cpuAtStart.redis) / options.rows
+  }
   await killer
   const inTable = await count(pool, table)
   for (const w of workers) w.child.kill("SIGKILL")
@@ -414,6 +480,7 @@ const runOnce = async (
   return {
     appendRowsPerSecond: options.rows / (appended / 1000),
     endToEndRowsPerSecond: options.rows / (ended / 1000),
+    cpu,
     ...(claimMillis === undefined ? {} : { claimMillis }),
     ...(handoverMillis === undefined ? {} : { handoverMillis })
   }
@@ -433,6 +500,7 @@ const orchestrate = async () => {
   const runs = Number(arg("runs", "3"))
   const only = arg("only", "")
   const handover = arg("handover", "1") !== "0"
+  compiled = await compileSelf()
   const redis = await startRedis(arg("fsync", "everysec"))
   const pool = new pg.Pool({ connectionString: pgUrl, max: 2 })
   const table = `durable_bench_${process.pid}`
@@ -448,7 +516,7 @@ const orchestrate = async () => {
     for (let run = 1; run <= runs; run++) {
       for (const impl of ["lib", "raw"] as const) {
         if (only !== "" && only !== impl) continue
-        const r = await runOnce(impl, redis.url, pool, table, {
+        const r = await runOnce(impl, redis.url, redis.pid, pool, table, {
           rows,
           batch,
           producers,
@@ -457,11 +525,12 @@ const orchestrate = async () => {
         })
         results[impl].push(r)
         console.log(
-          `run ${run} ${impl}: append ${Math.round(r.appendRowsPerSecond)} rows/s, end to end ${Math.round(r.endToEndRowsPerSecond)} rows/s`
+          `run ${run} ${impl}: append ${Math.round(r.appendRowsPerSecond)} rows/s, end to end ${Math.round(r.endToEndRowsPerSecond)} rows/s; ` +
+            `CPU µs/row: producers ${r.cpu.producers.toFixed(2)}, workers ${r.cpu.workers.toFixed(2)}, Redis ${r.cpu.redis.toFixed(2)}`
         )
       }
       if (handover && only !== "raw") {
-        const r = await runOnce("lib", redis.url, pool, table, {
+        const r = await runOnce("lib", redis.url, redis.pid, pool, table, {
           rows,
           batch,
           producers,
@@ -482,6 +551,16 @@ const orchestrate = async () => {
     console.log(`  lib end to end   ${range(e2e("lib"))} rows/s`)
     console.log(`  raw append       ${range(results.raw.map((r) => r.appendRowsPerSecond))} rows/s`)
     console.log(`  raw end to end   ${range(e2e("raw"))} rows/s`)
+    for (const impl of ["lib", "raw"] as const) {
+      const of = (role: "producers" | "workers" | "redis") =>
+        range(
+          results[impl].map((r) => r.cpu[role]),
+          2
+        )
+      console.log(
+        `  ${impl} CPU µs/row  producers ${of("producers")}, workers ${of("workers")}, Redis ${of("redis")}`
+      )
+    }
     console.log(
       `  lib / raw e2e    ${range(
         ratios.filter((x) => !Number.isNaN(x)),

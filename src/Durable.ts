@@ -253,7 +253,10 @@ export interface WorkerOptions<I = BatchFlow.BatchFlow> {
   readonly count?: number | undefined
   /** How long a read waits for new entries (BLOCK); also the most closing waits for it. Default 1 s. */
   readonly block?: Duration.DurationInput | undefined
-  /** Entries written at once (each one `flow.writeAll`). Default 4. */
+  /**
+   * Entries written at once (each one `flow.writeAll`). Enough of them keep the flow's `concurrency`
+   * statements busy: at least `flow concurrency × flow flushSize / rows per entry`. Default 8.
+   */
   readonly concurrency?: number | undefined
   /**
    * How long an entry stays with a consumer that does not touch it before another worker claims it
@@ -330,7 +333,7 @@ const checkWorker = (options: WorkerOptions<unknown>) =>
       }
     }
     const count = yield* positiveInteger("count", options.count, 10)
-    const concurrency = yield* positiveInteger("concurrency", options.concurrency, 4)
+    const concurrency = yield* positiveInteger("concurrency", options.concurrency, 8)
     const maxDeliveries = yield* positiveInteger("maxDeliveries", options.maxDeliveries, 5)
     const minIdleMillis = millis(options.minIdle, 30_000)
     if (!(minIdleMillis >= 10)) return yield* fail("minIdle", `must be at least 10 ms (got ${minIdleMillis})`)
