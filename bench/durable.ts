@@ -14,7 +14,7 @@
  *
  *   npx tsx bench/durable.ts [--rows 200000] [--batch 500] [--producers 4] [--workers 4] [--runs 3]
  *                            [--fsync everysec|always] [--only lib|raw] [--handover 1]
- *                            [--node-args "--max-semi-space-size=64"]
+ *                            [--node-args "--max-semi-space-size=64"] [--logs 1]
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
@@ -240,6 +240,8 @@ const self = fileURLToPath(import.meta.url)
  * bin/effect-batchflow.js), so the comparison would be unfair to the library.
  */
 let compiled: string | undefined
+/** Whether the children's log lines are printed (`--logs 1`); they are always collected. */
+const showLogs = arg("logs", "0") !== "0"
 /** Node options for every child (`--node-args "--max-semi-space-size=64"`, or a profiler's). */
 const nodeArgs = arg("node-args", "")
   .split(" ")
@@ -279,6 +281,8 @@ const launch = (role: string, extra: ReadonlyArray<string>): Proc => {
     const parts = (partial + chunk).split("\n")
     partial = parts.pop()!
     lines.push(...parts.filter((l) => l !== ""))
+    if (showLogs)
+      for (const l of parts) if (l !== "" && !/^(ready|done )/.test(l)) console.log(`[${role}] ${l}`)
     for (const w of watchers) w()
   })
   const line = (pattern: RegExp) =>
@@ -473,7 +477,8 @@ const runOnce = async (
   }
   await killer
   const inTable = await count(pool, table)
-  for (const w of workers) w.child.kill("SIGKILL")
+  // SIGTERM: a child exits normally (so a profiler given by --node-args writes its profile).
+  for (const w of workers) w.child.kill("SIGTERM")
   redis.disconnect()
   if (inTable !== options.rows)
     throw new Error(`${impl}: ${inTable} rows in the table, expected ${options.rows}`)
@@ -584,6 +589,7 @@ const orchestrate = async () => {
 }
 
 const role = arg("role", "")
+if (role !== "") process.on("SIGTERM", () => process.exit(0))
 const main = async () => {
   const redisUrl = arg("redis", "")
   const table = arg("table", "")

@@ -483,6 +483,71 @@ describe("durable mode", () => {
     expect(await backlog(redis, key)).toEqual({ length: 1, pending: 1 })
   })
 
+  it("a busy worker's keep-alive does not take the entries it is settling for lost ones (no warning, every entry acknowledged)", async () => {
+    // Keep-alive rounds every 20 ms while 8 writers settle entries as fast as Redis answers: a round
+    // that runs just after a settle's XACK, before the worker has let go of that entry, finds it no
+    // longer pending. That is the worker's own settle, not another consumer's claim.
+    const T = idsTarget("dur_keep_race")
+    const key = Durable.streamKey(T, prefix)
+    const entries = 1_500
+    await redis.call("xgroup", "create", key, "batchflow", "0", "MKSTREAM")
+    const pipeline = redis.pipeline()
+    for (let i = 0; i < entries; i++)
+      pipeline.xadd(
+        key,
+        "*",
+        "producer",
+        "p",
+        "seq",
+        String(i),
+        "count",
+        "1",
+        "rows",
+        JSON.stringify([{ id: i }])
+      )
+    await pipeline.exec()
+    const written = new Set<number>()
+    const FastFlow = Context.GenericTag<BatchFlow.BatchFlow>("test/DurableFastFlow")
+    const flow = {
+      writeAll: (_target: unknown, rows: Iterable<{ id: number }>) =>
+        Effect.sync(() => {
+          for (const row of rows) written.add(row.id)
+          return []
+        })
+    } as unknown as BatchFlow.BatchFlow
+    const warnings: Array<string> = []
+    const logger = Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ message }) => {
+        const text = String(message)
+        if (text.includes("no longer pending")) warnings.push(text)
+      })
+    )
+    const layer = Durable.worker({
+      targets: [T],
+      prefix,
+      flow: FastFlow,
+      consumer: "w",
+      concurrency: 8,
+      block: "50 millis",
+      minIdle: "60 millis",
+      claimInterval: "1 hour"
+    }).pipe(Layer.provide(Layer.succeed(FastFlow, flow)), Layer.provide(ClientLive), Layer.provide(logger))
+    const stats = await withLayer(layer, async (get) => {
+      const worker = get<Durable.WorkerService>(Durable.Worker)
+      await until(
+        async () => (await Effect.runPromise(worker.stats)).acked === entries,
+        20_000,
+        async () => JSON.stringify(await Effect.runPromise(worker.stats))
+      )
+      return Effect.runPromise(worker.stats)
+    })
+    expect(warnings).toEqual([])
+    expect(stats).toMatchObject({ read: entries, claimed: 0, acked: entries, lost: 0 })
+    expect(written.size).toBe(entries)
+    expect(await backlog(redis, key)).toEqual({ length: 0, pending: 0 })
+  })
+
   it("an entry whose delivery count cannot be read after XAUTOCLAIM is not written (maxDeliveries is not bypassed)", async () => {
     const T = idsTarget("dur_nocount")
     const key = Durable.streamKey(T, prefix)

@@ -342,9 +342,15 @@ export const start = (
         roomFreed = undefined
       }
     }
+    /**
+     * Held entries whose settle has been sent (`key id`): a keep-alive round that Redis runs after
+     * their XACK finds them no longer pending, and must not take that for another consumer's claim.
+     */
+    const settling = new Set<string>()
     const release = (entry: Entry) =>
       Effect.sync(() => {
         retrying.delete(entry)
+        settling.delete(`${entry.stream.key} ${entry.id}`)
         drop(entry.stream.key, entry.id)
       })
 
@@ -416,6 +422,7 @@ export const start = (
       let attempts = 0
       const settle = Effect.suspend(() => {
         attempts++
+        settling.add(`${entry.stream.key} ${entry.id}`)
         return script(commands, timeout, settleScript, args)
       })
       return logDead.pipe(
@@ -787,8 +794,13 @@ export const start = (
           const reply = yield* Effect.either(
             script(commands, timeout, keepScript, [1, key, settings.group, settings.consumer, ...ids])
           )
-          if (Either.isLeft(reply) || !Array.isArray(reply.right) || reply.right.length === 0) continue
-          const lost = reply.right.map(String)
+          if (Either.isLeft(reply) || !Array.isArray(reply.right)) continue
+          // Settled by this worker meanwhile (its XACK ran first; its writer has let go of it, or is
+          // about to): not lost.
+          const lost = reply.right
+            .map(String)
+            .filter((id) => held.get(key)!.has(id) && !settling.has(`${key} ${id}`))
+          if (lost.length === 0) continue
           for (const id of lost) drop(key, id)
           yield* Effect.logWarning(
             `Durable worker ${settings.consumer}: ${lost.length} entry(ies) of ${key} it was writing are no longer pending for it (claimed by another worker after a pause longer than minIdle, or settled): dropped, not acknowledged here (${lost.slice(0, 5).join(", ")}${lost.length > 5 ? ", …" : ""}).`
