@@ -13,6 +13,7 @@ import type * as Target from "../../Target.js"
 import type { Connection, Service } from "../redis/client.js"
 import { classifyError, fateOf } from "../redis/errors.js"
 import { codecOf, Field } from "./codec.js"
+import { messageOf } from "./commands.js"
 import { StreamFull } from "./errors.js"
 
 /** @internal */
@@ -34,8 +35,6 @@ export const streamKey = (prefix: string, target: { readonly name: string }): st
 
 /** A producer id unique to this process: host, pid and a random part. */
 export const defaultProducerId = (): string => `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
-
-const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 /** The rules of the producer's errors: a full stream per `whenFull`, Redis errors by their fate. */
 export const rules = (whenFull: "retry" | "fail"): ReadonlyArray<Retry.Rule> => [

@@ -25,7 +25,6 @@
  *   XACK + XDEL; a failing XADD aborts it before the XACK. With `deadLetter: "log"` the log lines come
  *   first.
  */
-import { createHash } from "node:crypto"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -34,12 +33,23 @@ import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
-import type { Redis as IORedis } from "ioredis"
 import type * as BatchFlow from "../../BatchFlow.js"
 import type * as Target from "../../Target.js"
 import type { Service } from "../redis/client.js"
 import { RedisConnectionError } from "../redis/errors.js"
 import { codecOf, Field, fieldsOf } from "./codec.js"
+import {
+  bounded,
+  call,
+  type Entry,
+  entriesOfRead,
+  keepScript,
+  messageOf,
+  removeScript,
+  type Stream,
+  script,
+  settleScript
+} from "./commands.js"
 import { streamKey } from "./producer.js"
 
 /** @internal */
@@ -98,19 +108,6 @@ export interface WorkerStats {
   readonly lost: number
 }
 
-interface Stream {
-  readonly key: string
-  readonly deadKey: string
-  readonly target: Target.Any
-}
-
-interface Entry {
-  readonly stream: Stream
-  readonly id: string
-  readonly fields: ReadonlyArray<unknown>
-  readonly deliveries: number
-}
-
 interface DeadLetter {
   readonly reason: string
   readonly detail: string
@@ -122,124 +119,6 @@ const End = Symbol("End")
 
 /** The dead-letter stream of a target's stream. */
 export const deadLetterKey = (stream: string): string => `${stream}:dead`
-
-const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
-
-/**
- * Settles with `promise`, or fails after `millis` or when the connection closes first: without
- * re-sending (the client's setting), ioredis never settles a command whose answer was lost.
- */
-const bounded = <A>(redis: IORedis, promise: Promise<A>, millis: number, what: string): Promise<A> =>
-  new Promise<A>((resolve, reject) => {
-    const done = () => {
-      clearTimeout(timer)
-      redis.off("close", onClose)
-    }
-    const onClose = () => {
-      done()
-      reject(new Error(`${what}: the connection to Redis closed before it answered`))
-    }
-    const timer = setTimeout(() => {
-      done()
-      reject(new Error(`${what}: no answer from Redis within ${millis} ms`))
-    }, millis)
-    timer.unref()
-    redis.once("close", onClose)
-    promise.then(
-      (value) => {
-        done()
-        resolve(value)
-      },
-      (error: unknown) => {
-        done()
-        reject(error)
-      }
-    )
-  })
-
-/** One command, bounded: a connection lost mid-command never settles it otherwise (no re-send). */
-const call = (redis: IORedis, millis: number, name: string, args: ReadonlyArray<string | number>) =>
-  Effect.tryPromise({
-    try: () => bounded(redis, redis.call(name, ...args), millis, name),
-    catch: (error) => error
-  })
-
-/** A Lua script by its SHA1 (EVALSHA), loaded with EVAL when the server does not have it. */
-interface Script {
-  readonly text: string
-  readonly sha: string
-}
-
-const scriptOf = (text: string): Script => ({ text, sha: createHash("sha1").update(text).digest("hex") })
-
-/** Runs `script` with `args` (`numkeys, keys…, argv…`), bounded as `call`. */
-const script = (redis: IORedis, millis: number, s: Script, args: ReadonlyArray<string | number>) =>
-  call(redis, millis, "evalsha", [s.sha, ...args]).pipe(
-    Effect.catchIf(
-      (error) => messageOf(error).startsWith("NOSCRIPT"),
-      () => call(redis, millis, "eval", [s.text, ...args])
-    )
-  )
-
-/**
- * Settles an entry in one atomic step: KEYS stream, dead-letter stream; ARGV group, consumer, id,
- * the number of dead letters, then each one as its field count and fields. Returns 0 without doing
- * anything when the entry is no longer pending for this consumer (another worker claimed it, or an
- * earlier attempt whose answer was lost settled it); otherwise appends the dead letters, then XACK
- * and XDEL, and returns 1. A failing XADD raises and ends the script before the XACK, so an entry is
- * never acknowledged without its dead letters (Redis does not undo the XADDs made before it).
- */
-const settleScript = scriptOf(`local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
-local i = 5
-for d = 1, tonumber(ARGV[4]) do
-  local n = tonumber(ARGV[i])
-  redis.call('XADD', KEYS[2], '*', unpack(ARGV, i + 1, i + n))
-  i = i + n + 1
-end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-redis.call('XDEL', KEYS[1], ARGV[3])
-return 1`)
-
-/**
- * Touches the entries a worker holds, without counting a delivery: KEYS stream; ARGV group,
- * consumer, ids. Only the ids still pending for this consumer are claimed again (`XCLAIM … 0 id
- * JUSTID`, which resets their idle time); the others (claimed by another worker after a pause longer
- * than `minIdle`, or settled) are returned, untouched, for the worker to drop.
- */
-const keepScript = scriptOf(`local lost = {}
-for i = 3, #ARGV do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if #p == 1 and p[1][2] == ARGV[2] then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
-  else
-    lost[#lost + 1] = ARGV[i]
-  end
-end
-return lost`)
-
-/**
- * Removes a consumer from its group if it has no pending entry: KEYS stream; ARGV group, consumer.
- * XGROUP DELCONSUMER drops the consumer's pending entries with it, so the check and the removal are
- * one atomic step.
- */
-const removeScript = scriptOf(`local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
-if #p > 0 then return 0 end
-return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])`)
-
-/** `[[key, [[id, fields], …]], …]` (XREADGROUP) into entries. */
-const entriesOfRead = (reply: unknown, streams: ReadonlyMap<string, Stream>): Array<Entry> => {
-  const out: Array<Entry> = []
-  if (!Array.isArray(reply)) return out
-  for (const [key, entries] of reply as Array<[string, Array<[string, Array<unknown> | null]>]>) {
-    const stream = streams.get(String(key))
-    if (stream === undefined || !Array.isArray(entries)) continue
-    for (const [id, fields] of entries) {
-      if (Array.isArray(fields)) out.push({ stream, id: String(id), fields, deliveries: 1 })
-    }
-  }
-  return out
-}
 
 /** Starts a worker's fibers in the scope; closing the scope stops them (see the module notes). */
 export const start = (
