@@ -20,7 +20,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
-import { dirname, join } from "node:path"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Redacted, Schema } from "effect"
@@ -30,6 +30,7 @@ import * as Durable from "../src/Durable.js"
 import { BatchFlow, Conflict, Table } from "../src/index.js"
 import * as Postgres from "../src/Postgres.js"
 import * as Redis from "../src/Redis.js"
+import { compile } from "./util.js"
 
 const args = new Map<string, string>()
 for (let i = 2; i < process.argv.length; i += 2)
@@ -234,11 +235,7 @@ const workerRaw = async (redisUrl: string, table: string, consumer: string) => {
 
 const self = fileURLToPath(import.meta.url)
 
-/**
- * The children run this file compiled by esbuild (packages external), not through tsx: tsx compiles
- * with `keepNames`, which slows the library's code but not the raw drivers' (see
- * bin/effect-batchflow.js), so the comparison would be unfair to the library.
- */
+/** The children run this file compiled (`compile`, bench/util.ts), not through tsx. */
 let compiled: string | undefined
 /** Whether the children's log lines are printed (`--logs 1`); they are always collected. */
 const showLogs = arg("logs", "0") !== "0"
@@ -246,23 +243,6 @@ const showLogs = arg("logs", "0") !== "0"
 const nodeArgs = arg("node-args", "")
   .split(" ")
   .filter((a) => a !== "")
-const compileSelf = async (): Promise<string> => {
-  const { build } = await import("esbuild")
-  // Beside the clone's node_modules, so that the packages it imports resolve as from bench/.
-  const outfile = join(dirname(self), "..", "node_modules", ".cache", `durable-bench-${process.pid}.mjs`)
-  await build({
-    entryPoints: [self],
-    outfile,
-    bundle: true,
-    packages: "external",
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    logLevel: "error"
-  })
-  process.on("exit", () => rmSync(outfile, { force: true }))
-  return outfile
-}
 
 interface Proc {
   readonly child: ChildProcess
@@ -505,7 +485,7 @@ const orchestrate = async () => {
   const runs = Number(arg("runs", "3"))
   const only = arg("only", "")
   const handover = arg("handover", "1") !== "0"
-  compiled = await compileSelf()
+  compiled = await compile("durable-bench", { entryPoints: [self] })
   const redis = await startRedis(arg("fsync", "everysec"))
   const pool = new pg.Pool({ connectionString: pgUrl, max: 2 })
   const table = `durable_bench_${process.pid}`

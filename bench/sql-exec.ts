@@ -17,7 +17,7 @@
  *   npx tsx bench/sql-exec.ts [--backend all|pg|mysql|sqlite] [--rounds 6] [--batches 100] [--before /tmp/x/src] [--only <name part>]
  */
 
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
@@ -29,6 +29,7 @@ import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Effect, Exit, Layer, Redacted, Schema, Scope } from "effect"
 import * as mysql2 from "mysql2/promise"
 import pg from "pg"
+import { compile } from "./util.js"
 
 interface RawStatement {
   readonly run: (params: ReadonlyArray<unknown>) => unknown
@@ -111,26 +112,16 @@ interface Build {
  * slows closures ~20 %), and the same whether this bench runs through tsx or compiled.
  */
 const loadBuild = async (label: string, src: string): Promise<Build> => {
-  const { build } = await import("esbuild")
-  const outfile = join(root, "node_modules", ".cache", `sql-exec-${label}-${process.pid}.mjs`)
   const names = ["Table", "Conflict", "Postgres", "Mysql", "Sqlite"]
-  await build({
+  const outfile = await compile(`sql-exec-${label}`, {
     stdin: {
       contents: names
         .map((name) => `export * as ${name} from ${JSON.stringify(`${src}/${name}.ts`)}`)
         .join("\n"),
       resolveDir: root,
       loader: "ts"
-    },
-    outfile,
-    bundle: true,
-    packages: "external",
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    logLevel: "error"
+    }
   })
-  process.on("exit", () => rmSync(outfile, { force: true }))
   return { label, ...(await import(pathToFileURL(outfile).href)) }
 }
 

@@ -1,5 +1,34 @@
 /** Shared pieces of the benchmarks: argument parsing, timing, and the report with median and min–max. */
-import { readFileSync, writeFileSync } from "node:fs"
+import { readFileSync, rmSync, writeFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
+import type { BuildOptions } from "esbuild"
+
+/**
+ * Compiles `input` (an entry point, or esbuild's `stdin`) with esbuild into one file beside the
+ * clone's node_modules (so the packages it imports resolve; they stay external, so it shares this
+ * process' `effect`), removed when the process exits; returns its path. The library is then measured
+ * as users run it, not through tsx, whose `keepNames` slows its closures ~20 % (see
+ * bin/effect-batchflow.js) but not the raw drivers'.
+ */
+export const compile = async (
+  name: string,
+  input: Pick<BuildOptions, "entryPoints" | "stdin">
+): Promise<string> => {
+  const { build } = await import("esbuild")
+  const outfile = fileURLToPath(new URL(`../node_modules/.cache/${name}-${process.pid}.mjs`, import.meta.url))
+  await build({
+    ...input,
+    outfile,
+    bundle: true,
+    packages: "external",
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    logLevel: "error"
+  })
+  process.on("exit", () => rmSync(outfile, { force: true }))
+  return outfile
+}
 
 export interface BenchRow {
   readonly id: number
