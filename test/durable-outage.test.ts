@@ -12,23 +12,23 @@
  * are the rows in the keyed table (each once) plus the dead letters, and nothing is left pending.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Exit, Layer, Logger, Redacted, Schema, Scope } from "effect"
+import { Effect, Layer, Logger, Redacted, Schema } from "effect"
 import { BatchFlow, Conflict, Table } from "effect-batchflow"
 import * as Durable from "effect-batchflow/Durable"
 import * as Postgres from "effect-batchflow/Postgres"
 import * as Redis from "effect-batchflow/Redis"
 import type { Redis as IORedis } from "ioredis"
-import pg from "pg"
+import type pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   backlog,
   countRows,
+  durableFixture,
   pgUrl,
-  redisAt,
   sharedRedisUrl,
   sleep,
-  unique,
-  until
+  until,
+  withLayer
 } from "./durable/helpers.js"
 import { type FaultProxy, startProxy } from "./fault/proxy.js"
 
@@ -54,22 +54,6 @@ const rowsOf = (from: number, count: number, poison: ReadonlySet<number> = new S
     amount: poison.has(from + i) ? -1 : 1
   }))
 
-/** Builds `layer` in a scope of its own, runs `body` with its context, closes the scope. */
-const withLayer = <ROut, E, A>(
-  layer: Layer.Layer<ROut, E>,
-  body: (get: <S>(tag: { readonly key: string }) => S) => Promise<A>
-): Promise<A> =>
-  Effect.runPromise(
-    Effect.gen(function* () {
-      const scope = yield* Scope.make()
-      const context = yield* Layer.buildWithScope(layer, scope)
-      const get = <S>(tag: { readonly key: string }) => context.unsafeMap.get(tag.key) as S
-      const result = yield* Effect.exit(Effect.promise(() => body(get)))
-      yield* Scope.close(scope, Exit.void)
-      return yield* result
-    })
-  )
-
 /** Log lines (their messages), captured instead of printed. */
 const capture = () => {
   const lines: Array<string> = []
@@ -85,21 +69,17 @@ const capture = () => {
 const run = <A>(effect: Effect.Effect<A, unknown>) => Effect.runPromise(effect as Effect.Effect<A>)
 
 describe.sequential("durable mode through a database outage", () => {
+  const fx = durableFixture("durable_outage", DB)
+  const { prefix, table } = fx
   let pool: pg.Pool
   let redis: IORedis
   let proxy: FaultProxy
   let proxiedUrl: string
-  const prefix = unique("durable_outage")
-  const tables: Array<string> = []
-  const functions: Array<string> = []
 
   beforeAll(async () => {
-    pool = new pg.Pool({ connectionString: pgUrl, max: 4 })
-    pool.on("error", () => undefined)
-    await pool.query("SELECT 1").catch((cause) => {
-      throw new Error(`PostgreSQL is not reachable at ${pgUrl} (these tests need it): ${String(cause)}`)
-    })
-    redis = await redisAt(sharedRedisUrl, DB)
+    await fx.setUp()
+    pool = fx.pool
+    redis = fx.redis
     const url = new URL(pgUrl)
     proxy = await startProxy(Number(url.port || 5432))
     url.host = `127.0.0.1:${proxy.port}`
@@ -108,24 +88,8 @@ describe.sequential("durable mode through a database outage", () => {
 
   afterAll(async () => {
     await proxy?.close()
-    for (const table of tables) await pool?.query(`DROP TABLE IF EXISTS ${table}`)
-    for (const fn of functions) await pool?.query(`DROP FUNCTION IF EXISTS ${fn}()`)
-    if (redis !== undefined) {
-      const keys = await redis.keys(`${prefix}*`)
-      if (keys.length > 0) await redis.del(...keys)
-      redis.disconnect()
-    }
-    await pool?.end()
+    await fx.tearDown()
   })
-
-  const table = async (name: string, ddl = "") => {
-    const full = unique(name)
-    tables.push(full)
-    await pool.query(
-      `CREATE TABLE ${full} (id BIGINT PRIMARY KEY, name TEXT NOT NULL, amount INT NOT NULL ${ddl})`
-    )
-    return full
-  }
 
   /** The workers' flow, to PostgreSQL through the proxy; its own retries give up quickly. */
   const sinkThroughProxy = () =>
@@ -312,8 +276,8 @@ describe.sequential("durable mode through a database outage", () => {
     // records every row of every committed INSERT, so a committed row written again shows twice.
     const name = await table("dur_mixed", ", CHECK (amount >= 0)")
     const audit = `${name}_audit`
-    tables.push(audit)
-    functions.push(audit)
+    fx.dropAtEnd("table", audit)
+    fx.dropAtEnd("function", audit)
     await pool.query(`CREATE TABLE ${audit} (id BIGINT NOT NULL)`)
     await pool.query(
       `CREATE FUNCTION ${audit}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO ${audit} VALUES (NEW.id); RETURN NEW; END $$`

@@ -34,13 +34,14 @@ import {
   backlog,
   countRows,
   DB,
-  pgPool,
+  durableFixture,
   pgUrl,
   redisAt,
   sharedRedisUrl,
   sleep,
   unique,
-  until
+  until,
+  withLayer
 } from "./durable/helpers.js"
 import { startRedis } from "./fault/servers.js"
 
@@ -60,54 +61,19 @@ const eventsTable = (name: string) =>
     conflict: Conflict.ignore
   })
 
-/** Builds `layer` in a scope of its own, runs `body` with its context, closes the scope. */
-const withLayer = <ROut, E, A>(
-  layer: Layer.Layer<ROut, E>,
-  body: (get: <S>(tag: { readonly key: string } & { readonly Service: S }) => S) => Promise<A>
-): Promise<A> =>
-  Effect.runPromise(
-    Effect.gen(function* () {
-      const scope = yield* Scope.make()
-      const context = yield* Layer.buildWithScope(layer, scope)
-      const get = <S>(tag: { readonly key: string }) => context.unsafeMap.get(tag.key) as S
-      const result = yield* Effect.exit(Effect.promise(() => body(get as never)))
-      yield* Scope.close(scope, Exit.void)
-      return yield* result
-    })
-  )
-
 describe("durable mode", () => {
+  const fx = durableFixture("durable_test", DB)
+  const { prefix, table } = fx
   let pool: pg.Pool
   let redis: IORedis
-  const prefix = unique("durable_test")
-  const tables: Array<string> = []
 
   beforeAll(async () => {
-    pool = pgPool()
-    await pool.query("SELECT 1").catch((cause) => {
-      throw new Error(`PostgreSQL is not reachable at ${pgUrl} (these tests need it): ${String(cause)}`)
-    })
-    redis = await redisAt(sharedRedisUrl, DB)
+    await fx.setUp()
+    pool = fx.pool
+    redis = fx.redis
   })
 
-  afterAll(async () => {
-    for (const table of tables) await pool?.query(`DROP TABLE IF EXISTS ${table}`)
-    if (redis !== undefined) {
-      const keys = await redis.keys(`${prefix}*`)
-      if (keys.length > 0) await redis.del(...keys)
-      redis.disconnect()
-    }
-    await pool?.end()
-  })
-
-  const table = async (name: string, ddl = "") => {
-    const full = unique(name)
-    tables.push(full)
-    await pool.query(
-      `CREATE TABLE ${full} (id BIGINT PRIMARY KEY, name TEXT NOT NULL, amount INT NOT NULL ${ddl})`
-    )
-    return full
-  }
+  afterAll(() => fx.tearDown())
 
   it("a producer's rows reach the keyed table through a worker, each once, and nothing is left pending", async () => {
     const name = await table("dur_happy")
@@ -869,7 +835,7 @@ describe("durable mode", () => {
 
   it("rows of a schema with transformations (DateTimeUtc, OptionFromNullOr) reach PostgreSQL as encoded, none dead-lettered", async () => {
     const full = unique("dur_transform")
-    tables.push(full)
+    fx.dropAtEnd("table", full)
     await pool.query(`CREATE TABLE ${full} (id BIGINT PRIMARY KEY, at TEXT NOT NULL, note TEXT)`)
     const Events = Table.make(full, {
       columns: Schema.Struct({

@@ -3,6 +3,7 @@
  * is in the table, what is left in the stream and the group), and polling with a deadline. A
  * service that is down fails the tests loudly.
  */
+import { Effect, Exit, Layer, Scope } from "effect"
 import { Redis as IORedis } from "ioredis"
 import pg from "pg"
 
@@ -11,8 +12,8 @@ export const sharedRedisUrl = process.env.BATCHFLOW_REDIS_URL ?? "redis://127.0.
 /** The shared server's database for these tests (each test file has its own). */
 export const DB = 13
 
-export const pgPool = (): pg.Pool => {
-  const pool = new pg.Pool({ connectionString: pgUrl, max: 3 })
+export const pgPool = (max = 3): pg.Pool => {
+  const pool = new pg.Pool({ connectionString: pgUrl, max })
   pool.on("error", () => undefined)
   return pool
 }
@@ -64,3 +65,71 @@ export const countRows = async (pool: pg.Pool, table: string): Promise<number> =
 
 /** Unique per run, so that parallel runs and earlier leftovers never meet. */
 export const unique = (name: string): string => `${name}_${process.pid}_${Date.now().toString(36)}`
+
+/**
+ * Builds `layer` in a scope of its own, runs `body` with its context (`get(Tag)`), then closes the
+ * scope, whatever `body` did.
+ */
+export const withLayer = <ROut, E, A>(
+  layer: Layer.Layer<ROut, E>,
+  body: (get: <S>(tag: { readonly key: string } & { readonly Service: S }) => S) => Promise<A>
+): Promise<A> =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(layer, scope)
+      const get = <S>(tag: { readonly key: string }) => context.unsafeMap.get(tag.key) as S
+      const result = yield* Effect.exit(Effect.promise(() => body(get as never)))
+      yield* Scope.close(scope, Exit.void)
+      return yield* result
+    })
+  )
+
+/**
+ * What a file of durable tests on the shared servers sets up and removes: a PostgreSQL pool checked
+ * at once (a server that is down fails the file), an ioredis connection to its own database of the
+ * shared Redis, a key prefix unique to the run, and the tables (and trigger functions) its tests
+ * create, dropped at the end with every key under the prefix. Call `setUp` in `beforeAll` and
+ * `tearDown` in `afterAll`.
+ */
+export const durableFixture = (name: string, db: number) => {
+  const tables: Array<string> = []
+  const functions: Array<string> = []
+  const fixture = {
+    prefix: unique(name),
+    pool: undefined as unknown as pg.Pool,
+    redis: undefined as unknown as IORedis,
+    setUp: async (): Promise<void> => {
+      fixture.pool = pgPool(4)
+      await fixture.pool.query("SELECT 1").catch((cause) => {
+        throw new Error(`PostgreSQL is not reachable at ${pgUrl} (these tests need it): ${String(cause)}`)
+      })
+      fixture.redis = await redisAt(sharedRedisUrl, db)
+    },
+    tearDown: async (): Promise<void> => {
+      const { pool, redis } = fixture
+      for (const table of tables) await pool?.query(`DROP TABLE IF EXISTS ${table}`)
+      for (const fn of functions) await pool?.query(`DROP FUNCTION IF EXISTS ${fn}()`)
+      if (redis !== undefined) {
+        const keys = await redis.keys(`${fixture.prefix}*`)
+        if (keys.length > 0) await redis.del(...keys)
+        redis.disconnect()
+      }
+      await pool?.end()
+    },
+    /** A keyed table `(id, name, amount)` of its own, dropped at the end; `ddl` adds constraints. */
+    table: async (tableName: string, ddl = ""): Promise<string> => {
+      const full = unique(tableName)
+      tables.push(full)
+      await fixture.pool.query(
+        `CREATE TABLE ${full} (id BIGINT PRIMARY KEY, name TEXT NOT NULL, amount INT NOT NULL ${ddl})`
+      )
+      return full
+    },
+    /** A table or function (a trigger's) a test made itself, to drop at the end. */
+    dropAtEnd: (kind: "table" | "function", name: string): void => {
+      ;(kind === "table" ? tables : functions).push(name)
+    }
+  }
+  return fixture
+}
