@@ -1,7 +1,7 @@
 /**
- * What the durable worker sends to Redis besides its reads: each command bounded in time (ioredis,
- * without re-sends, never settles a command whose answer was lost), the Lua scripts that settle,
- * touch and remove in one atomic step each, and the parsing of XREADGROUP replies into entries.
+ * What the durable worker sends to Redis: each command bounded in time (ioredis, without re-sends,
+ * never settles a command whose answer was lost), the Lua scripts that settle, touch and remove in
+ * one atomic step each, and the parsing of XREADGROUP replies into entries.
  */
 import { createHash } from "node:crypto"
 import * as Effect from "effect/Effect"
