@@ -24,18 +24,43 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import * as BatchExecutor from "./BatchExecutor.js"
 import * as BatchFlow from "./BatchFlow.js"
 import type * as BatchFlowConfig from "./BatchFlowConfig.js"
 import type { BatchFlowConfigError } from "./BatchFlowError.js"
 import * as errors from "./internal/durable/errors.js"
+import * as metrics from "./internal/durable/metrics.js"
 import * as producerInternal from "./internal/durable/producer.js"
 import * as workerInternal from "./internal/durable/worker.js"
 import { RedisClient, type RedisConnectionError } from "./Redis.js"
 import type * as Target from "./Target.js"
 
 export type { WorkerStats } from "./internal/durable/worker.js"
+
+// ---------------------------------------------------------------- metrics
+
+/**
+ * `batchflow_durable_entries_total`: what durable workers did with entries, per target (tag
+ * `target`) and `event`: `read`, `claimed`, `acked`, `dead_lettered` (dead-letter records),
+ * `retried` (writes of an entry's rows again after a transient failure: it grows through an
+ * outage), `returned` (given back unsettled), `lost` (no longer pending for the worker). The sums of
+ * `WorkerStats` over a process's workers. Updated per entry, with or without a metrics layer.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const workerEntries: Metric.Metric.Counter<number> = metrics.entries
+
+/**
+ * `batchflow_durable_rows_total`: rows of the entries durable workers wrote, per target (tag
+ * `target`) and `outcome`: `committed` (by the flow) or `dead_lettered` (in a dead-letter record).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const workerRows: Metric.Metric.Counter<number> = metrics.rows
 
 // ---------------------------------------------------------------- errors
 

@@ -17,6 +17,7 @@ import {
   Exit,
   Layer,
   Logger,
+  Metric,
   Option,
   Redacted,
   Schema,
@@ -60,6 +61,16 @@ const eventsTable = (name: string) =>
     key: ["id"],
     conflict: Conflict.ignore
   })
+
+/** A durable worker metric's count for one target and tag value. */
+const entriesMetric = (target: string, event: string) =>
+  Effect.runPromise(
+    Metric.value(Durable.workerEntries.pipe(Metric.tagged("target", target), Metric.tagged("event", event)))
+  ).then((state) => state.count)
+const rowsMetric = (target: string, outcome: string) =>
+  Effect.runPromise(
+    Metric.value(Durable.workerRows.pipe(Metric.tagged("target", target), Metric.tagged("outcome", outcome)))
+  ).then((state) => state.count)
 
 describe("durable mode", () => {
   const fx = durableFixture("durable_test", DB)
@@ -194,6 +205,10 @@ describe("durable mode", () => {
       )
       expect(await Effect.runPromise(worker.stats)).toMatchObject({ acked: 1, deadLettered: 1, lost: 0 })
     })
+    expect(await entriesMetric(name, "acked")).toBe(1)
+    expect(await entriesMetric(name, "dead_lettered")).toBe(1)
+    expect(await rowsMetric(name, "committed")).toBe(99)
+    expect(await rowsMetric(name, "dead_lettered")).toBe(1)
     const dead = (await redis.call("xrange", deadKey, "-", "+")) as Array<[string, Array<string>]>
     expect(dead.length).toBe(1)
     const record = Object.fromEntries(chunk(dead[0]![1]))
@@ -511,6 +526,11 @@ describe("durable mode", () => {
     expect(warnings).toEqual([])
     expect(stats).toMatchObject({ read: entries, claimed: 0, acked: entries, lost: 0 })
     expect(written.size).toBe(entries)
+    // The same counts in the target's metrics.
+    expect(await entriesMetric(T.name, "read")).toBe(entries)
+    expect(await entriesMetric(T.name, "acked")).toBe(entries)
+    expect(await entriesMetric(T.name, "lost")).toBe(0)
+    expect(await rowsMetric(T.name, "committed")).toBe(entries)
     expect(await backlog(redis, key)).toEqual({ length: 0, pending: 0 })
   })
 

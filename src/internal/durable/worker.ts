@@ -50,6 +50,7 @@ import {
   script,
   settleScript
 } from "./commands.js"
+import * as metrics from "./metrics.js"
 import { streamKey } from "./producer.js"
 
 /** @internal */
@@ -117,6 +118,17 @@ interface DeadLetter {
 
 const End = Symbol("End")
 
+/** The `WorkerStats` field each metrics event counts in. */
+const counterOf = {
+  read: "read",
+  claimed: "claimed",
+  acked: "acked",
+  dead_lettered: "deadLettered",
+  retried: "retried",
+  returned: "returned",
+  lost: "lost"
+} as const satisfies Record<metrics.EntryEvent, keyof WorkerStats>
+
 /** The dead-letter stream of a target's stream. */
 export const deadLetterKey = (stream: string): string => `${stream}:dead`
 
@@ -147,6 +159,17 @@ export const start = (
       retried: 0,
       returned: 0,
       lost: 0
+    }
+    // Each count also goes to the target's metrics (metrics.ts): stats are this worker's, metrics
+    // add up across the workers of a process.
+    const record = metrics.recorder()
+    const countEntries = (target: Target.Any, event: metrics.EntryEvent, n = 1) => {
+      counters[counterOf[event]] += n
+      record.entries(target, event, n)
+    }
+    const countRows = (target: Target.Any, outcome: metrics.RowOutcome, n: number) => {
+      counters[outcome === "committed" ? "rowsCommitted" : "deadLetteredRows"] += n
+      record.rows(target, outcome, n)
     }
     const timeout = settings.commandTimeoutMillis
     const held = new Map<string, Set<string>>(keys.map((k) => [k, new Set<string>()]))
@@ -309,14 +332,15 @@ export const start = (
         Effect.flatMap((settled) =>
           Number(settled) === 1
             ? Effect.sync(() => {
-                counters.acked++
-                counters.deadLettered += dead.length
-                for (const d of dead) counters.deadLetteredRows += d.count
+                const { target } = entry.stream
+                countEntries(target, "acked")
+                countEntries(target, "dead_lettered", dead.length)
+                for (const d of dead) countRows(target, "dead_lettered", d.count)
                 lastReason.delete(entry.id)
               })
             : Effect.zipRight(
                 Effect.sync(() => {
-                  counters.lost++
+                  countEntries(entry.stream.target, "lost")
                   lastReason.delete(entry.id)
                 }),
                 Effect.logWarning(
@@ -341,7 +365,7 @@ export const start = (
     const giveBack = (entry: Entry, reason: string, detail: string) =>
       Effect.zipRight(
         Effect.sync(() => {
-          counters.returned++
+          countEntries(entry.stream.target, "returned")
           if (lastReason.size > 10_000) lastReason.clear()
           lastReason.set(entry.id, reason)
         }),
@@ -499,12 +523,12 @@ export const start = (
           }
           // Taken over by another worker (this one paused longer than minIdle): that one writes it now.
           if (!held.get(entry.stream.key)!.has(entry.id)) {
-            counters.lost++
+            countEntries(target, "lost")
             return yield* Effect.logWarning(
               `Durable worker ${settings.consumer}: entry ${entry.id} of ${entry.stream.key}, waiting to be written again, is no longer pending for it (claimed by another worker): not written again here.`
             )
           }
-          counters.retried++
+          countEntries(target, "retried")
           toWrite = again
         }
         if (retries > 0) {
@@ -515,7 +539,7 @@ export const start = (
             )
           }
         }
-        counters.rowsCommitted += rows.length - failedRows
+        countRows(target, "committed", rows.length - failedRows)
         return yield* ack(entry, dead)
       }).pipe(Effect.ensuring(release(entry)))
 
@@ -574,8 +598,10 @@ export const start = (
         }
         failing = 0
         const entries = entriesOfRead(result.right, streams)
-        counters.read += entries.length
-        for (const entry of entries) hold(entry)
+        for (const entry of entries) {
+          countEntries(entry.stream.target, "read")
+          hold(entry)
+        }
         yield* Queue.offerAll(queue, entries)
       }
     })
@@ -637,7 +663,7 @@ export const start = (
                 `Durable worker: ${unknown} entry(ies) of ${stream.key} claimed but not written: their delivery count could not be read (${failure === undefined ? "not pending for this consumer any more" : messageOf(failure)}). They stay pending and are claimed again after minIdle.`
               )
             }
-            counters.claimed += entries.length
+            countEntries(stream.target, "claimed", entries.length)
             for (const entry of entries) hold(entry)
             yield* Queue.offerAll(queue, entries)
           }
