@@ -12,8 +12,8 @@
  * are the rows in the keyed table (each once) plus the dead letters, and nothing is left pending.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer, Logger, Redacted, Schema } from "effect"
-import { BatchFlow, Conflict, Table } from "effect-batchflow"
+import { Effect, Layer, Logger, Redacted } from "effect"
+import { BatchFlow } from "effect-batchflow"
 import * as Durable from "effect-batchflow/Durable"
 import * as Postgres from "effect-batchflow/Postgres"
 import * as Redis from "effect-batchflow/Redis"
@@ -24,6 +24,7 @@ import {
   backlog,
   countRows,
   durableFixture,
+  eventsTable,
   pgUrl,
   sharedRedisUrl,
   sleep,
@@ -39,13 +40,6 @@ const GROUP = "batchflow"
 class Sink extends BatchFlow.Tag("test/DurableOutageSink")<Sink>() {}
 
 const ClientLive = Redis.layerClient({ url: sharedRedisUrl, db: DB })
-
-const eventsTable = (name: string) =>
-  Table.make(name, {
-    columns: Schema.Struct({ id: Schema.Number, name: Schema.String, amount: Schema.Number }),
-    key: ["id"],
-    conflict: Conflict.ignore
-  })
 
 const rowsOf = (from: number, count: number, poison: ReadonlySet<number> = new Set()) =>
   Array.from({ length: count }, (_, i) => ({
@@ -126,6 +120,12 @@ describe.sequential("durable mode through a database outage", () => {
       return record
     })
 
+  /** A scenario's target on table `name`, with its stream and dead-letter stream. */
+  const target = (name: string) => {
+    const Events = eventsTable(name)
+    return { Events, key: Durable.streamKey(Events, prefix), deadKey: Durable.deadLetterKey(Events, prefix) }
+  }
+
   /** What the table holds: its ids in order and their count (the id is the primary key). */
   const idsIn = async (name: string) =>
     (await pool.query(`SELECT id FROM ${name} ORDER BY id`)).rows.map((r: { id: string }) => Number(r.id))
@@ -133,9 +133,7 @@ describe.sequential("durable mode through a database outage", () => {
   it("an outage longer than maxDeliveries × minIdle dead-letters nothing: entries wait with their worker, which reads and claims no more, and every accepted row is written once after it", async () => {
     proxy.pass()
     const name = await table("dur_outage")
-    const Events = eventsTable(name)
-    const key = Durable.streamKey(Events, prefix)
-    const deadKey = Durable.deadLetterKey(Events, prefix)
+    const { Events, key, deadKey } = target(name)
     const logs = capture()
     // Room of the worker: max(concurrency × 2, count) = 4 entries.
     const capacity = 4
@@ -285,9 +283,7 @@ describe.sequential("durable mode through a database outage", () => {
     await pool.query(
       `CREATE TRIGGER ${audit} BEFORE INSERT ON ${name} FOR EACH ROW EXECUTE FUNCTION ${audit}()`
     )
-    const Events = eventsTable(name)
-    const key = Durable.streamKey(Events, prefix)
-    const deadKey = Durable.deadLetterKey(Events, prefix)
+    const { Events, key, deadKey } = target(name)
     const blocker = await pool.connect()
     let blocking = true
     try {
@@ -370,9 +366,7 @@ describe.sequential("durable mode through a database outage", () => {
   it("a worker closed while its entries wait out an outage leaves them pending, unsettled; the next worker claims and writes them", async () => {
     proxy.pass()
     const name = await table("dur_outage_close")
-    const Events = eventsTable(name)
-    const key = Durable.streamKey(Events, prefix)
-    const deadKey = Durable.deadLetterKey(Events, prefix)
+    const { Events, key, deadKey } = target(name)
     const workerLayer = (consumer: string) =>
       Durable.worker({
         targets: [Events],

@@ -36,6 +36,7 @@ import {
   countRows,
   DB,
   durableFixture,
+  eventsTable,
   pgUrl,
   redisAt,
   sharedRedisUrl,
@@ -54,13 +55,6 @@ const SinkLive = Sink.layer({
   flushInterval: "10 millis"
 }).pipe(Layer.provide(PgClient.layer({ url: Redacted.make(pgUrl), maxConnections: 4 })))
 const ClientLive = Redis.layerClient({ url: sharedRedisUrl, db: DB })
-
-const eventsTable = (name: string) =>
-  Table.make(name, {
-    columns: Schema.Struct({ id: Schema.Number, name: Schema.String, amount: Schema.Number }),
-    key: ["id"],
-    conflict: Conflict.ignore
-  })
 
 /** A durable worker metric's count for one target and tag value. */
 const entriesMetric = (target: string, event: string) =>

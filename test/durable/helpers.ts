@@ -3,7 +3,8 @@
  * is in the table, what is left in the stream and the group), and polling with a deadline. A
  * service that is down fails the tests loudly.
  */
-import { Effect, Exit, Layer, Scope } from "effect"
+import { Effect, Exit, Layer, Schema, Scope } from "effect"
+import { Conflict, Table } from "effect-batchflow"
 import { Redis as IORedis } from "ioredis"
 import pg from "pg"
 
@@ -133,3 +134,11 @@ export const durableFixture = (name: string, db: number) => {
   }
   return fixture
 }
+
+/** The keyed `(id, name, amount)` table of `durableFixture().table`, as a target (`Conflict.ignore`). */
+export const eventsTable = (name: string) =>
+  Table.make(name, {
+    columns: Schema.Struct({ id: Schema.Number, name: Schema.String, amount: Schema.Number }),
+    key: ["id"],
+    conflict: Conflict.ignore
+  })
