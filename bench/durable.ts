@@ -12,7 +12,12 @@
  * of its own (`--handover`), the time from kill -9 of a busy worker until its pending entries were
  * claimed by the others (`minIdle` 2 s) and until they were written.
  *
- *   npx tsx bench/durable.ts [--rows 200000] [--batch 500] [--producers 4] [--workers 4] [--runs 3]
+ * Before each measured run the same processes carry `--warmup` rows (default: as many as `--rows`)
+ * through the whole pipeline, unmeasured, and the table is emptied: a process that has just started
+ * runs the library's code slower than a long-lived one (the JIT has not compiled it yet), and the
+ * raw pipeline's much smaller code warms up sooner. `--warmup 0` measures cold processes.
+ *
+ *   npx tsx bench/durable.ts [--rows 200000] [--warmup 200000] [--batch 500] [--producers 4] [--workers 4] [--runs 3]
  *                            [--fsync everysec|always] [--only lib|raw] [--handover 1]
  *                            [--node-args "--max-semi-space-size=64"] [--logs 1]
  */
@@ -104,50 +109,76 @@ const startList = `${PREFIX}:start`
 
 // ---------------------------------------------------------------------------------------- children
 
-const producerLib = async (redisUrl: string, table: string, from: number, count: number, batch: number) => {
-  const Events = tableOf(table)
+/**
+ * A producer appends `warm` rows first (ids from `warmFrom`), before it says "ready": the JIT compiles
+ * what it runs most, and a process that has just started runs the library's larger code slower than
+ * a long-lived one would. The orchestrator waits until the workers have drained them too.
+ */
+interface ProducerArgs {
+  readonly redisUrl: string
+  readonly table: string
+  readonly from: number
+  readonly count: number
+  readonly batch: number
+  readonly warmFrom: number
+  readonly warm: number
+}
+
+const producerLib = async (a: ProducerArgs) => {
+  const Events = tableOf(a.table)
   const layer = Durable.producer({
     prefix: PREFIX,
-    flushSize: batch,
+    flushSize: a.batch,
     concurrency: CONCURRENCY,
     flushInterval: "5 millis"
-  }).pipe(Layer.provide(Redis.layerClient({ url: redisUrl })))
-  const gate = await connect(redisUrl)
+  }).pipe(Layer.provide(Redis.layerClient({ url: a.redisUrl })))
+  const gate = await connect(a.redisUrl)
   await Effect.runPromise(
     Effect.gen(function* () {
       const flow = yield* BatchFlow.BatchFlow
+      const append = (from: number, count: number) =>
+        Effect.gen(function* () {
+          for (let first = from; first < from + count; first += a.batch) {
+            yield* flow.submitAll(Events, rowsOf(first, Math.min(a.batch, from + count - first)))
+          }
+          yield* flow.flush
+        })
+      yield* append(a.warmFrom, a.warm)
+      const warmed = (yield* flow.stats).committed
       console.log("ready")
       yield* Effect.promise(() => gate.blpop(startList, 0))
       const cpu = process.cpuUsage()
-      for (let first = from; first < from + count; first += batch) {
-        yield* flow.submitAll(Events, rowsOf(first, Math.min(batch, from + count - first)))
-      }
-      yield* flow.flush
+      yield* append(a.from, a.count)
       const stats = yield* flow.stats
-      console.log(`done ${stats.committed} ${stats.failed + stats.unknownOutcome} ${cpuMicros(cpu)}`)
+      console.log(`done ${stats.committed - warmed} ${stats.failed + stats.unknownOutcome} ${cpuMicros(cpu)}`)
     }).pipe(Effect.provide(layer))
   )
   gate.disconnect()
 }
 
-const producerRaw = async (redisUrl: string, table: string, from: number, count: number, batch: number) => {
-  const redis = await connect(redisUrl)
-  const key = `${PREFIX}:${table}`
+const producerRaw = async (a: ProducerArgs) => {
+  const redis = await connect(a.redisUrl)
+  const key = `${PREFIX}:${a.table}`
+  let appended = 0
+  const append = async (from: number, count: number) => {
+    let next = from
+    const lane = async () => {
+      while (next < from + count) {
+        const first = next
+        const n = Math.min(a.batch, from + count - first)
+        next += n
+        await redis.xadd(key, "*", "count", String(n), "rows", JSON.stringify(rowsOf(first, n)))
+        appended += n
+      }
+    }
+    await Promise.all(Array.from({ length: CONCURRENCY }, lane))
+  }
+  await append(a.warmFrom, a.warm)
   console.log("ready")
   await redis.blpop(startList, 0)
   const cpu = process.cpuUsage()
-  let next = from
-  let appended = 0
-  const lane = async () => {
-    while (next < from + count) {
-      const first = next
-      const n = Math.min(batch, from + count - first)
-      next += n
-      await redis.xadd(key, "*", "count", String(n), "rows", JSON.stringify(rowsOf(first, n)))
-      appended += n
-    }
-  }
-  await Promise.all(Array.from({ length: CONCURRENCY }, lane))
+  appended = 0
+  await append(a.from, a.count)
   console.log(`done ${appended} 0 ${cpuMicros(cpu)}`)
   redis.disconnect()
 }
@@ -350,13 +381,23 @@ interface Result {
   readonly handoverMillis?: number
 }
 
+/** Until the stream is empty and nothing is pending: every entry written and acknowledged. */
+const drained = async (redis: IORedis, key: string) => {
+  while (true) {
+    const length = await redis.xlen(key)
+    const pending = Number(((await redis.xpending(key, GROUP)) as [number])[0])
+    if (length === 0 && pending === 0) return
+    await sleep(5)
+  }
+}
+
 const runOnce = async (
   impl: "lib" | "raw",
   redisUrl: string,
   redisPid: number,
   pool: pg.Pool,
   table: string,
-  options: { rows: number; batch: number; producers: number; workers: number; kill: boolean }
+  options: { rows: number; warm: number; batch: number; producers: number; workers: number; kill: boolean }
 ): Promise<Result> => {
   const redis = await connect(redisUrl)
   const key = `${PREFIX}:${table}`
@@ -377,8 +418,14 @@ const runOnce = async (
   )
   await Promise.all(workers.map((w) => w.line(/^ready$/)))
   const per = Math.ceil(options.rows / options.producers)
+  const warmPer = Math.ceil(options.warm / options.producers)
   const producers = Array.from({ length: options.producers }, (_, i) =>
     launch(`producer-${impl}`, [
+      "--warm-from",
+      // Ids after the measured ones; the warm-up rows are removed before the start anyway.
+      String(options.rows + i * warmPer),
+      "--warm",
+      String(Math.max(0, Math.min(warmPer, options.warm - i * warmPer))),
       "--redis",
       redisUrl,
       "--table",
@@ -392,6 +439,10 @@ const runOnce = async (
     ])
   )
   await Promise.all(producers.map((p) => p.line(/^ready$/)))
+  if (options.warm > 0) {
+    await drained(redis, key)
+    await pool.query(`TRUNCATE ${table}`)
+  }
   const workersCpu = () => workers.reduce((sum, w) => sum + cpuOfPid(w.child.pid!), 0)
   const cpuAtStart = { workers: workersCpu(), redis: cpuOfPid(redisPid) }
   const started = performance.now()
@@ -443,12 +494,7 @@ const runOnce = async (
     if (Number(bad) !== 0) throw new Error(`a producer reported ${bad} rows not appended (${ok} appended)`)
     producersCpu += Number(cpu)
   }
-  while (true) {
-    const length = await redis.xlen(key)
-    const pending = Number(((await redis.xpending(key, GROUP)) as [number])[0])
-    if (length === 0 && pending === 0) break
-    await sleep(5)
-  }
+  await drained(redis, key)
   const ended = performance.now() - started
   const cpu = {
     producers: producersCpu / options.rows,
@@ -479,6 +525,8 @@ const range = (values: ReadonlyArray<number>, digits = 0) =>
 
 const orchestrate = async () => {
   const rows = Number(arg("rows", "200000"))
+  // Rows through the whole pipeline before each measured run, in the same processes (0: none).
+  const warm = Number(arg("warmup", String(rows)))
   const batch = Number(arg("batch", "500"))
   const producers = Number(arg("producers", "4"))
   const workers = Number(arg("workers", "4"))
@@ -496,13 +544,14 @@ const orchestrate = async () => {
   const handovers: Array<Result> = []
   try {
     console.log(
-      `durable bench: ${rows} rows, batches of ${batch}, ${producers} producers, ${workers} workers, AOF fsync ${arg("fsync", "everysec")}`
+      `durable bench: ${rows} rows (after ${warm} warm-up rows through the same processes), batches of ${batch}, ${producers} producers, ${workers} workers, AOF fsync ${arg("fsync", "everysec")}`
     )
     for (let run = 1; run <= runs; run++) {
       for (const impl of ["lib", "raw"] as const) {
         if (only !== "" && only !== impl) continue
         const r = await runOnce(impl, redis.url, redis.pid, pool, table, {
           rows,
+          warm,
           batch,
           producers,
           workers,
@@ -517,6 +566,7 @@ const orchestrate = async () => {
       if (handover && only !== "raw") {
         const r = await runOnce("lib", redis.url, redis.pid, pool, table, {
           rows,
+          warm,
           batch,
           producers,
           workers,
@@ -579,13 +629,15 @@ const main = async () => {
     case "producer-lib":
     case "producer-raw": {
       const run = role === "producer-lib" ? producerLib : producerRaw
-      await run(
+      await run({
         redisUrl,
         table,
-        Number(arg("from", "0")),
-        Number(arg("count", "0")),
-        Number(arg("batch", "500"))
-      )
+        from: Number(arg("from", "0")),
+        count: Number(arg("count", "0")),
+        batch: Number(arg("batch", "500")),
+        warmFrom: Number(arg("warm-from", "0")),
+        warm: Number(arg("warm", "0"))
+      })
       return process.exit(0)
     }
     case "worker-lib":
