@@ -4,15 +4,40 @@
  * (CPU at flushSize 500 minus CPU at flushSize 5,000, per 500-row batch). Rounds are interleaved and
  * reported as median (min–max). CPU time, not wall time, so that it can be read on a busy machine.
  *
- *   npx tsx bench/engine-cost.ts [--rows 400000] [--runs 5]
+ * `--async 1`: the executor answers on a later turn of the event loop (`setImmediate`), as a database
+ * driver's callback does, instead of at once: the engine's path for every real backend (workers
+ * waiting for their group, submitters waiting for room, the attempt's deadline timer).
+ *
+ *   npx tsx bench/engine-cost.ts [--rows 400000] [--runs 5] [--async 1]
  */
 import { Effect } from "effect"
 import { BatchExecutor, BatchFlow } from "effect-batchflow"
 import { parseArgs } from "./util.js"
 import { config, produce } from "./w0-workload.js"
 
-const cpuOf = async (rows: number, mode: "submit" | "submitAll", flushSize: number): Promise<number> => {
-  const memory = BatchExecutor.memory({ keepRows: false })
+/** Counts rows like `BatchExecutor.memory`, but answers on the next turn of the event loop. */
+const later = (): BatchExecutor.BatchExecutor & { readonly rowCount: () => number } => {
+  let count = 0
+  return {
+    rules: [],
+    execute: (_target, rows) =>
+      Effect.async<void>((resume) => {
+        setImmediate(() => {
+          count += rows.length
+          resume(Effect.void)
+        })
+      }),
+    rowCount: () => count
+  }
+}
+
+const cpuOf = async (
+  rows: number,
+  mode: "submit" | "submitAll",
+  flushSize: number,
+  async: boolean
+): Promise<number> => {
+  const memory = async ? later() : BatchExecutor.memory({ keepRows: false })
   const program = produce(rows, mode).pipe(
     Effect.provide(
       BatchFlow.layer({
@@ -43,11 +68,12 @@ const show = (name: string, xs: ReadonlyArray<number>, unit: string): void => {
 }
 
 const main = async () => {
-  const args = parseArgs(process.argv.slice(2), { rows: 400_000, runs: 5 })
+  const args = parseArgs(process.argv.slice(2), { rows: 400_000, runs: 5, async: 0 })
   const rows = args.rows
+  const async = args.async !== 0
   const variants = {
-    submit: (fs: number) => cpuOf(rows, "submit", fs),
-    submitAll: (fs: number) => cpuOf(rows, "submitAll", fs)
+    submit: (fs: number) => cpuOf(rows, "submit", fs, async),
+    submitAll: (fs: number) => cpuOf(rows, "submitAll", fs, async)
   }
   for (const run of Object.values(variants)) {
     await run(500)

@@ -4,7 +4,7 @@
  * after that long, having enqueued nothing of what it did not accept.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Schema, TestClock } from "effect"
+import { Deferred, Effect, Exit, Fiber, Queue, Schema, TestClock } from "effect"
 import { BatchFlowError, Target } from "effect-batchflow"
 import { recorder, settle, startFlow } from "./helpers-engine.js"
 
@@ -120,6 +120,45 @@ describe("buffer full", () => {
         yield* flow.flush
         expect(rec.committedCount()).toBe(16)
       })
+  )
+
+  it.scoped("submitters woken for room that they do not use leave it to the others still waiting", () =>
+    Effect.gen(function* () {
+      // Each executor call waits for a permit of its own.
+      const permits = yield* Queue.unbounded<void>()
+      const rec = recorder(() => Queue.take(permits))
+      const { flow } = yield* startFlow(
+        { flushSize: 10, bufferSize: 20, concurrency: 1, flushInterval: "1 hour" },
+        rec.executor
+      )
+      // Call 1 holds 10 rows; 20 more fill the buffer.
+      for (let i = 0; i < 30; i++) {
+        yield* flow.submit(Events, row(i))
+        yield* settle(5)
+      }
+      const waiting = yield* Effect.forEach([100, 101, 102], (id) =>
+        Effect.fork(flow.submit(Events, row(id)))
+      )
+      yield* settle(20)
+      expect(waiting.every((fiber) => fiber.unsafePoll() === null)).toBe(true)
+      // Call 1 ends, call 2 takes 10 rows and is held: room for 10. Only the first waiter is woken
+      // (one per flushSize of room), and it submits one row; the room it leaves wakes the other two
+      // on the next turns of the event loop, while call 2 is still held.
+      yield* Queue.offer(permits, undefined)
+      for (let turn = 0; turn < 10 && waiting.some((fiber) => fiber.unsafePoll() === null); turn++) {
+        yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+        yield* settle(5)
+      }
+      expect(waiting.every((fiber) => fiber.unsafePoll() !== null)).toBe(true)
+      expect(rec.active()).toBe(1)
+      expect((yield* flow.stats).buffered).toBe(13)
+      yield* Queue.offerAll(
+        permits,
+        Array.from({ length: 10 }, () => undefined)
+      )
+      yield* flow.flush
+      expect(rec.committedCount()).toBe(33)
+    })
   )
 
   it.scoped("a submitAll larger than the buffer that times out says how many rows it had accepted", () =>

@@ -66,8 +66,8 @@ export class Engine {
   /** Signals the waiting workers once the buffer holds `wakeAt` rows, or on flush/close. */
   private wake: Completion | undefined = undefined
   private wakeAt = 1
-  /** Signals submitters waiting for room in the buffer. */
-  private space: Completion | undefined = undefined
+  /** Submitters waiting for room in the buffer, in the order they came (see `signalSpace`). */
+  private readonly waitingForRoom = new Set<() => void>()
   private readonly flushRequests: FlushRequests
   private readonly inFlight = new Set<Group>()
   /** Rows of handed-off (retrying) groups not finished, per target; and submitters waiting on it. */
@@ -104,7 +104,7 @@ export class Engine {
   private droppedDeadLetters = 0
   private droppedOnFailure = 0
   /** When close started (for what is left of `closeTimeout`). */
-  private closeStartedAt = 0
+  private closeStartedAt = -0.5
 
   constructor(
     private readonly config: BatchFlowConfig,
@@ -463,20 +463,47 @@ export class Engine {
   }
 
   private awaitSpace(): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      if (this.space === undefined) {
-        this.space = new Completion()
-        this.signalWake()
-      }
-      return this.space.await
+    return Effect.async<void>((resume) => {
+      const waiter = () => resume(Effect.void)
+      this.waitingForRoom.add(waiter)
+      // The first one to wait makes the workers take the partial batch now (see `nextStep`).
+      if (this.waitingForRoom.size === 1) this.signalWake()
+      return Effect.sync(() => {
+        this.waitingForRoom.delete(waiter)
+      })
     })
   }
 
+  /**
+   * Room was made: wakes the submitters that waited longest, one per `flushSize` rows of room (a
+   * woken submitter fills what it finds; the others would only wake to wait again), or all of them
+   * on close or once the buffer is empty. A woken submitter may leave room unused (it had one row
+   * left, or was interrupted): once those woken have had their turn of the event loop, room that is
+   * still free wakes the next ones.
+   */
   private signalSpace(): void {
-    if (this.space !== undefined) {
-      this.space.unsafeDone(Exit.void)
-      this.space = undefined
+    const waiting = this.waitingForRoom
+    if (waiting.size === 0) return
+    let wake =
+      this.closing || this.buffer.size === 0
+        ? waiting.size
+        : Math.ceil(this.buffer.free / this.config.flushSize)
+    for (const waiter of waiting) {
+      if (wake-- <= 0) break
+      waiting.delete(waiter)
+      waiter()
     }
+    if (waiting.size > 0 && !this.spaceRecheck) {
+      this.spaceRecheck = true
+      setImmediate(this.recheckSpace)
+    }
+  }
+
+  /** Whether a check of unused room is due (see `signalSpace`). */
+  private spaceRecheck = false
+  private readonly recheckSpace = (): void => {
+    this.spaceRecheck = false
+    if (this.buffer.free > 0) this.signalSpace()
   }
 
   private signalWake(): void {
@@ -539,7 +566,7 @@ export class Engine {
     if (this.closing) return "close"
     if (this.flushRequests.pending) return "manual"
     // A submitter waiting for room also makes the partial batch go now rather than after the interval.
-    if (this.space !== undefined) return "backpressure"
+    if (this.waitingForRoom.size > 0) return "backpressure"
     this.batchStart ??= now
     const remaining = this.batchStart + this.intervalMillis - now
     if (remaining <= 0) return "interval"
