@@ -779,6 +779,40 @@ describe("durable mode", () => {
     expect(Number(await redis.call("xlen", key))).toBe(3)
   })
 
+  it("a producer keeps at most flushSize × concurrency rows by default while Redis refuses its appends", async () => {
+    // The stream is full and stays full: every append fails and backs off (for an hour), so each
+    // batch taken waits in the target's retry backlog, which counts against bufferSize.
+    const accepted = async (bufferSize: number | undefined) => {
+      const Events = eventsTable(unique("dur_buf"))
+      await redis.call("xadd", Durable.streamKey(Events, prefix), "*", "filler", "1")
+      const layer = Durable.producer({
+        prefix,
+        maxLength: 1,
+        flushSize: 5,
+        concurrency: 2,
+        flushInterval: "1 millis",
+        retry: { maxAttempts: 5, backoffBase: "1 hour", maxBackoff: "1 hour" },
+        closeTimeout: "50 millis",
+        ...(bufferSize === undefined ? {} : { bufferSize })
+      }).pipe(Layer.provide(ClientLive))
+      return withLayer(layer, async (get) => {
+        const flow = get<BatchFlow.BatchFlow>(BatchFlow.BatchFlow)
+        let taken = 0
+        for (let i = 0; i < 200; i++) {
+          if (await Effect.runPromise(flow.trySubmit(Events, { id: i, name: "x", amount: 1 }))) taken++
+          await sleep(2)
+        }
+        return taken
+      })
+    }
+    // Buffer and backlog of 10 rows each at most.
+    const byDefault = await accepted(undefined)
+    expect(byDefault).toBeGreaterThanOrEqual(10)
+    expect(byDefault).toBeLessThanOrEqual(20)
+    // A bufferSize given is kept.
+    expect(await accepted(60)).toBeGreaterThan(60)
+  })
+
   it("a worker refuses a target whose writes are not idempotent, unless allowDuplicates", async () => {
     const Plain = Table.make(unique("dur_plain"), { columns: Schema.Struct({ id: Schema.Number }) })
     const layer = (allowDuplicates: boolean) =>
