@@ -119,7 +119,7 @@ describe("effect-batchflow bench", () => {
         bufferSize: 10_000,
         conflict: "ignore",
         runs: 2,
-        warmupRows: 300,
+        warmupRows: 3000,
         baseline: true
       })
       expect(report.variants.map((v) => v.name)).toEqual(["BatchFlow", "raw better-sqlite3"])
@@ -179,7 +179,7 @@ describe("effect-batchflow bench", () => {
       for (const r of report.runs) {
         expect(r.cpuMicros).toBeGreaterThan(0)
         expect(r.cpuMicrosPerRow).toBeCloseTo(r.cpuMicros / r.rows, 6)
-        expect(r.rows).toBe(r.run === 0 ? 300 : 3000)
+        expect(r.rows).toBe(3000)
         expect(r.integrity).toMatchObject({ ok: true, expected: r.rows, found: r.rows, wrongContent: 0 })
         expect(r.integrity.spotChecked).toBeGreaterThan(0)
       }

@@ -111,7 +111,7 @@ const flags = {
   warmup: integer("warmup").pipe(
     Options.optional,
     Options.withDescription(
-      "Rows of an unmeasured warm-up run of each variant (default: a tenth of --rows, at most 20,000; 0 for none)."
+      "Rows of an unmeasured warm-up run of each variant (default: as many as --rows; 0 for none). The JIT compiles the engine's per-batch code after some thousand batches: with a shorter warm-up, BatchFlow's first measured runs are slower than its later ones."
     )
   ),
   baseline: Options.boolean("baseline").pipe(
@@ -264,7 +264,7 @@ export const toSpec = (flags: Flags): Effect.Effect<BenchSpec, ReadonlyArray<str
     const runs = int("--runs", flags.runs, 1)
     const sampleEvery = int("--sample-every", flags.sampleEvery, 0)
     const warmup = Option.match(flags.warmup, {
-      onNone: () => (rows === undefined ? undefined : Math.min(20_000, Math.ceil(rows / 10))),
+      onNone: () => rows,
       onSome: (text) => int("--warmup", text, 0)
     })
     const metricsPort = Option.match(flags.metricsPort, {
@@ -393,7 +393,7 @@ export const toSpec = (flags: Flags): Effect.Effect<BenchSpec, ReadonlyArray<str
       mysqlDirect: !flags.mysqlClient,
       url,
       runs,
-      warmup: Math.min(warmup, rows),
+      warmup,
       baseline: flags.baseline,
       reports: flags.report,
       sampleEvery,
