@@ -103,8 +103,12 @@ export class Engine {
   private deadLettered = 0
   private droppedDeadLetters = 0
   private droppedOnFailure = 0
-  /** When close started (for what is left of `closeTimeout`). */
-  private closeStartedAt = -0.5
+  /**
+   * When close started (for what is left of `closeTimeout`). NaN until then, not 0: V8 stores a field
+   * that starts as a small integer differently from one holding a timestamp, and the change at the
+   * first close gave the engine's next instances a new layout, deoptimizing its compiled methods.
+   */
+  private closeStartedAt = Number.NaN
 
   constructor(
     private readonly config: BatchFlowConfig,
