@@ -805,10 +805,11 @@ describe("durable mode", () => {
         return taken
       })
     }
-    // Buffer and backlog of 10 rows each at most.
+    // With bufferSize 10: submits stop once 10 rows wait in the backlog; at most 10 more can be in
+    // the buffer and 2 × 5 in appends not yet failed (the flow's 10,000 would accept all 200).
     const byDefault = await accepted(undefined)
     expect(byDefault).toBeGreaterThanOrEqual(10)
-    expect(byDefault).toBeLessThanOrEqual(20)
+    expect(byDefault).toBeLessThanOrEqual(30)
     // A bufferSize given is kept.
     expect(await accepted(60)).toBeGreaterThan(60)
   })
