@@ -7,6 +7,7 @@ import { createHash } from "node:crypto"
 import * as Effect from "effect/Effect"
 import type { Redis as IORedis } from "ioredis"
 import type * as Target from "../../Target.js"
+import { messageOf } from "../redis/errors.js"
 
 /** A target's stream, and its dead-letter stream. */
 export interface Stream {
@@ -22,8 +23,6 @@ export interface Entry {
   readonly fields: ReadonlyArray<unknown>
   readonly deliveries: number
 }
-
-export const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 /**
  * Settles with `promise`, or fails after `millis` or when the connection closes first: without

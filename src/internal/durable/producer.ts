@@ -11,9 +11,8 @@ import type * as BatchExecutor from "../../BatchExecutor.js"
 import type * as Retry from "../../Retry.js"
 import type * as Target from "../../Target.js"
 import type { Connection, Service } from "../redis/client.js"
-import { classifyError, fateOf } from "../redis/errors.js"
+import { classifyError, fateOf, messageOf } from "../redis/errors.js"
 import { codecOf, Field } from "./codec.js"
-import { messageOf } from "./commands.js"
 import { StreamFull } from "./errors.js"
 
 /** @internal */

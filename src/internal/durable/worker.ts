@@ -36,7 +36,7 @@ import type * as Scope from "effect/Scope"
 import type * as BatchFlow from "../../BatchFlow.js"
 import type * as Target from "../../Target.js"
 import type { Service } from "../redis/client.js"
-import { RedisConnectionError } from "../redis/errors.js"
+import { messageOf, RedisConnectionError } from "../redis/errors.js"
 import { codecOf, Field, fieldsOf } from "./codec.js"
 import {
   bounded,
@@ -44,7 +44,6 @@ import {
   type Entry,
   entriesOfRead,
   keepScript,
-  messageOf,
   removeScript,
   type Stream,
   script,

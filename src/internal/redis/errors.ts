@@ -24,7 +24,8 @@ export class ConnectionLost extends Error {
   }
 }
 
-const messageOf = (error: unknown): string =>
+/** The message of an error (or of anything with a string `message`), else its string form. @internal */
+export const messageOf = (error: unknown): string =>
   Predicate.hasProperty(error, "message") && typeof error.message === "string" ? error.message : String(error)
 
 const isReplyError = (error: unknown): boolean =>

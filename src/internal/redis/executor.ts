@@ -29,7 +29,15 @@ import type * as Retry from "../../Retry.js"
 import type * as Target from "../../Target.js"
 import { type OperationReport, reportOperation } from "../engine/observer.js"
 import type { Connection } from "./client.js"
-import { classifyError, classifyReply, fateOf, RedisCommandError, rule, unknownOutcome } from "./errors.js"
+import {
+  classifyError,
+  classifyReply,
+  fateOf,
+  messageOf,
+  RedisCommandError,
+  rule,
+  unknownOutcome
+} from "./errors.js"
 import { forEachRow, type Op, plan } from "./plan.js"
 import { isRedisTarget, type RedisTarget } from "./targets.js"
 
@@ -422,6 +430,3 @@ const pendingOf = (ops: ReadonlyArray<Op>): Array<Op> | undefined => {
   }
   return pending
 }
-
-const messageOf = (error: unknown): string =>
-  error instanceof Error ? error.message : typeof error === "string" ? error : String(error)
