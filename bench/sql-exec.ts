@@ -9,10 +9,11 @@
  *
  * `--before <dir>` loads a second build of the library (a `src` directory, e.g. an older commit
  * unpacked with `git archive <commit> src | tar -x -C /tmp/x`; its packages resolve from this repository)
- * into the same process, so old and new run interleaved on the same `effect` instance.
+ * into the same process, so old and new run interleaved on the same `effect` instance (a build older
+ * than the `unnest` form and the `direct` options cannot be loaded this way).
  *
  * Each build is compiled with esbuild (as users run it, without tsx's `keepNames`) and loaded from
- * node_modules/.cache. SQLite and MySQL also run the executor's `direct` path (the after build only).
+ * node_modules/.cache. SQLite and MySQL also run the executor's `direct` path.
  *
  *   npx tsx bench/sql-exec.ts [--backend all|pg|mysql|sqlite] [--rounds 6] [--batches 100] [--before /tmp/x/src] [--only <name part>]
  */
@@ -232,6 +233,34 @@ const runBackend = async (backend: "pg" | "mysql" | "sqlite", builds: ReadonlyAr
           })
       },
       {
+        // What the executor sends with a deadline: the literals inlined, one simple query.
+        name: "raw pg one trip (BEGIN; SET LOCAL; unnest literals; COMMIT)",
+        run: () =>
+          feed(batches, inFlight, (batch) => {
+            let a = "{"
+            let b = "{"
+            let c = "{"
+            let d = "{"
+            let e = "{"
+            for (let i = 0; i < batch.length; i++) {
+              const r = batch[i]!
+              const sep = i === 0 ? "" : ","
+              a += sep + r.id
+              b += sep + r.user_id
+              c += sep + q(r.name)
+              d += sep + r.amount
+              e += sep + q(r.created_at)
+            }
+            const insert = unnest
+              .replace("$1::", `'${a}}'::`)
+              .replace("$2::", `'${b}}'::`)
+              .replace("$3::", `'${c}}'::`)
+              .replace("$4::", `'${d}}'::`)
+              .replace("$5::", `'${e}}'::`)
+            return pool.query(`BEGIN; SET LOCAL statement_timeout = 30000; ${insert}; COMMIT`)
+          })
+      },
+      {
         name: "raw pg json",
         run: () => feed(batches, inFlight, (batch) => pool.query(json, [JSON.stringify(batch)]))
       }
@@ -279,22 +308,16 @@ const runBackend = async (backend: "pg" | "mysql" | "sqlite", builds: ReadonlyAr
       backend === "pg"
         ? [
             ["json", build.Postgres.makeExecutor({ pgForm: "json" })],
-            ...(build.label === "before"
-              ? []
-              : [["unnest", build.Postgres.makeExecutor({ pgForm: "unnest" as never })] as const])
+            ["unnest", build.Postgres.makeExecutor({ pgForm: "unnest" })]
           ]
         : backend === "mysql"
           ? [
               ["", build.Mysql.makeExecutor()],
-              ...(build.label === "before"
-                ? []
-                : [["direct", build.Mysql.makeExecutor({ direct: true } as never)] as const])
+              ["direct", build.Mysql.makeExecutor({ direct: true })]
             ]
           : [
               ["", build.Sqlite.makeExecutor()],
-              ...(build.label === "before"
-                ? []
-                : [["direct", build.Sqlite.makeExecutor({ direct: true } as never)] as const])
+              ["direct", build.Sqlite.makeExecutor({ direct: true })]
             ]
     for (const [form, make] of forms) {
       const executor = (await withClient(make)) as {

@@ -192,6 +192,34 @@ describe("in-batch dedupe", () => {
     expect(repeated.statements[0]!.args).toEqual([1, 1, null, 2, 5, 5, 9, 4])
   })
 
+  it("ignore: keys that stop increasing are still compared with every earlier key", () => {
+    const Ids = Schema.Struct({
+      id: Schema.NullOr(Schema.Union(Schema.Number, Schema.String)),
+      v: Schema.Number
+    })
+    const t = Table.make("ids", { columns: Ids, conflict: Conflict.ignore, key: ["id"] })
+    const rows = [
+      { id: 5, v: 1 },
+      { id: 7, v: 2 },
+      { id: null, v: 3 },
+      { id: 2, v: 4 }, // no longer increasing, not seen before: kept
+      { id: 7, v: 5 }, // seen before the keys stopped increasing: dropped
+      { id: "7", v: 6 }, // a string is another key than the number 7
+      { id: null, v: 7 },
+      { id: 2, v: 8 } // dropped
+    ]
+    const preview = Sql.preview("sqlite", t, rows)
+    expect(preview.dedupe).toEqual({ rowsIn: 8, rowsOut: 6, nullKeys: 2 })
+    expect(preview.statements[0]!.args).toEqual([5, 1, 7, 2, null, 3, 2, 4, "7", 6, null, 7])
+    // Strictly increasing string keys: nothing to drop, the batch goes as it is.
+    const named = Sql.preview("sqlite", t, [
+      { id: "a", v: 1 },
+      { id: "b", v: 2 },
+      { id: "c", v: 3 }
+    ])
+    expect(named.dedupe).toEqual({ rowsIn: 3, rowsOut: 3, nullKeys: 0 })
+  })
+
   it("composite keys compare every part, and keep types apart", () => {
     const t = Table.make("pairs", {
       columns: Schema.Struct({

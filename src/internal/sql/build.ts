@@ -113,22 +113,9 @@ export const dedupe = (
 ): { readonly rows: ReadonlyArray<unknown>; readonly nullKeys: number } => {
   const mode = table.conflict._tag
   if (mode === "None" || table.key.length === 0) return { rows, nullKeys: 0 }
+  if (mode === "Ignore") return dedupeIgnore(keyOf, rows)
   const out: Array<unknown> = []
   let nullKeys = 0
-  if (mode === "Ignore") {
-    const seen = new Set<unknown>()
-    for (const row of rows) {
-      const key = keyOf(row)
-      if (key === undefined) {
-        nullKeys++
-        out.push(row)
-      } else if (!seen.has(key)) {
-        seen.add(key)
-        out.push(row)
-      }
-    }
-    return { rows: out.length === rows.length ? rows : out, nullKeys }
-  }
   const at = new Map<unknown, number>()
   for (const row of rows) {
     const key = keyOf(row)
@@ -150,6 +137,56 @@ export const dedupe = (
     }
   }
   return { rows: out.length === rows.length ? rows : out, nullKeys }
+}
+
+/**
+ * `ignore`: the first row of each key is kept. Keys that keep increasing (ids, timestamps: the
+ * common case) cannot repeat, so no set is built until one does not increase; the rows are copied
+ * only once a duplicate is found.
+ */
+const dedupeIgnore = (
+  keyOf: (row: unknown) => unknown,
+  rows: ReadonlyArray<unknown>
+): { readonly rows: ReadonlyArray<unknown>; readonly nullKeys: number } => {
+  let nullKeys = 0
+  let seen: Set<unknown> | undefined
+  let out: Array<unknown> | undefined
+  let last: number | string | undefined
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i]
+    const key = keyOf(row)
+    if (key === undefined) {
+      nullKeys++
+      out?.push(row)
+      continue
+    }
+    if (seen === undefined) {
+      if (increases(last, key)) {
+        last = key as number | string
+        continue
+      }
+      seen = new Set()
+      for (let j = 0; j < i; j++) {
+        const earlier = keyOf(rows[j])
+        if (earlier !== undefined) seen.add(earlier)
+      }
+    }
+    if (seen.has(key)) {
+      out ??= rows.slice(0, i)
+      continue
+    }
+    seen.add(key)
+    out?.push(row)
+  }
+  return { rows: out ?? rows, nullKeys }
+}
+
+/** Whether `key` is a number or string greater than `last`, of the same type (the first always is). */
+const increases = (last: number | string | undefined, key: unknown): boolean => {
+  const type = typeof key
+  if (type !== "number" && type !== "string") return false
+  if (last === undefined) return !Number.isNaN(key)
+  return typeof last === type && (key as number | string) > last
 }
 
 // ---------------------------------------------------------------- templates
@@ -213,6 +250,20 @@ const unnestable = (types: ReadonlyArray<string> | undefined): types is Readonly
   return types.every((type) => !type.endsWith("[]"))
 }
 
+/**
+ * The cache key of an `unnest` template: made once per column-type list (the catalog keeps one per
+ * table), not joined anew for every batch.
+ */
+const unnestIds = new WeakMap<ReadonlyArray<string>, string>()
+const unnestId = (dialect: Dialect, pgTypes: ReadonlyArray<string>): string => {
+  let id = unnestIds.get(pgTypes)
+  if (id === undefined) {
+    id = `${dialect}:unnest:${pgTypes.join(",")}`
+    unnestIds.set(pgTypes, id)
+  }
+  return id
+}
+
 const template = (
   dialect: Dialect,
   table: Table.Any,
@@ -222,7 +273,7 @@ const template = (
 ): Template => {
   const form =
     dialect !== "pg" ? "values" : pgForm === "unnest" ? (unnestable(pgTypes) ? "unnest" : "json") : pgForm
-  const id = form === "unnest" ? `${dialect}:unnest:${pgTypes!.join(",")}` : `${dialect}:${form}`
+  const id = form === "unnest" ? unnestId(dialect, pgTypes!) : `${dialect}:${form}`
   const cached = own.templates.get(id) as Template | undefined
   if (cached !== undefined) return cached
   const q = (name: string) => quote(dialect, name)
