@@ -179,32 +179,34 @@ describe("pg unnest form", () => {
     }).pipe(Effect.provide(pgClient()))
   )
 
-  it.live("one trip on one connection: a failed statement is rolled back whole and leaves the session clean", () =>
-    Effect.gen(function* () {
-      const t = "sql_unnest_trip_session"
-      yield* recreate(t, `CREATE TABLE ${t} (id BIGINT PRIMARY KEY, n INTEGER NOT NULL CHECK (n >= 0))`)
-      const T = Table.make(t, {
-        columns: Schema.Struct({ id: Schema.Number, n: Schema.Number }),
-        conflict: Conflict.none
-      })
-      // The pool has one connection: every statement below, the flow's and the checks', runs on it.
-      const input = Array.from({ length: 40 }, (_, i) => ({ id: i, n: i === 25 ? -1 : i }))
-      const run = yield* runFlow(
-        Postgres.layer({ flushSize: 20, concurrency: 1, pgForm: "unnest", timeout: "5 seconds" }),
-        (flow) => flow.submitAll(T, input)
-      )
-      // The second batch failed on its CHECK and was split until the bad row was alone: each failed
-      // statement was rolled back whole (its good rows are written once, by the halves), and the
-      // session was usable at once, with no deadline left over from it.
-      expect(run.failures.map((f) => f.rows)).toEqual([[input[25]]])
-      const sql = yield* SqlClient.SqlClient
-      const stored = yield* sql.unsafe<{ id: string }>(`SELECT id FROM ${t} ORDER BY id`)
-      expect(stored.map((r) => Number(r.id))).toEqual(input.filter((r) => r.n >= 0).map((r) => r.id))
-      const [session] = yield* sql.unsafe<{ timeout: string; tx: string }>(
-        "SELECT current_setting('statement_timeout') AS timeout, pg_current_xact_id_if_assigned()::text AS tx"
-      )
-      expect(session).toEqual({ timeout: "0", tx: null })
-    }).pipe(Effect.provide(pgClient(1)))
+  it.live(
+    "one trip on one connection: a failed statement is rolled back whole and leaves the session clean",
+    () =>
+      Effect.gen(function* () {
+        const t = "sql_unnest_trip_session"
+        yield* recreate(t, `CREATE TABLE ${t} (id BIGINT PRIMARY KEY, n INTEGER NOT NULL CHECK (n >= 0))`)
+        const T = Table.make(t, {
+          columns: Schema.Struct({ id: Schema.Number, n: Schema.Number }),
+          conflict: Conflict.none
+        })
+        // The pool has one connection: every statement below, the flow's and the checks', runs on it.
+        const input = Array.from({ length: 40 }, (_, i) => ({ id: i, n: i === 25 ? -1 : i }))
+        const run = yield* runFlow(
+          Postgres.layer({ flushSize: 20, concurrency: 1, pgForm: "unnest", timeout: "5 seconds" }),
+          (flow) => flow.submitAll(T, input)
+        )
+        // The second batch failed on its CHECK and was split until the bad row was alone: each failed
+        // statement was rolled back whole (its good rows are written once, by the halves), and the
+        // session was usable at once, with no deadline left over from it.
+        expect(run.failures.map((f) => f.rows)).toEqual([[input[25]]])
+        const sql = yield* SqlClient.SqlClient
+        const stored = yield* sql.unsafe<{ id: string }>(`SELECT id FROM ${t} ORDER BY id`)
+        expect(stored.map((r) => Number(r.id))).toEqual(input.filter((r) => r.n >= 0).map((r) => r.id))
+        const [session] = yield* sql.unsafe<{ timeout: string; tx: string }>(
+          "SELECT current_setting('statement_timeout') AS timeout, pg_current_xact_id_if_assigned()::text AS tx"
+        )
+        expect(session).toEqual({ timeout: "0", tx: null })
+      }).pipe(Effect.provide(pgClient(1)))
   )
 
   it.live("one trip, one row per statement: every hostile value alone in its column comes back exactly", () =>
