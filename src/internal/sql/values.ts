@@ -78,8 +78,9 @@ const arrayElement = (value: unknown, json: boolean): string => {
  *
  * A column of numbers only, or of strings that need no escaping, is one `join` of its values: one
  * array and the literal itself, where appending value by value left two intermediate strings per
- * value for the collector (a third of the scavenges of a PostgreSQL flow: see
- * docs/development/architecture.md). Other columns have each value written as an element first.
+ * value for the collector (a flow of W1 rows into PostgreSQL went from 127 to 110 scavenges per
+ * 1.4 million rows: see docs/development/architecture.md). Other columns have each value written as
+ * an element first.
  *
  * @internal
  */
