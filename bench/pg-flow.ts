@@ -23,7 +23,8 @@ import { Context, Effect, Layer, Redacted, Schema } from "effect"
 import { BatchExecutor, BatchFlow, Conflict, Table } from "effect-batchflow"
 import * as Postgres from "effect-batchflow/Postgres"
 import pg from "pg"
-import { parseArgs } from "./util.js"
+import { type BenchRow, parseArgs, unnestLiterals, w1Config } from "./util.js"
+import { makeRow } from "./w0-workload.js"
 
 const args = parseArgs(process.argv.slice(2), {
   rounds: 6,
@@ -41,37 +42,16 @@ const Row = Schema.Struct({
   amount: Schema.Number,
   created_at: Schema.String
 })
-type Row = typeof Row.Type
 const Events = Table.make(table, { columns: Row, conflict: Conflict.ignore, key: ["id"] })
-const config = {
-  bufferSize: args.buffer,
-  flushSize: 500,
-  flushInterval: "50 millis",
-  concurrency: 4,
-  retry: { maxAttempts: 3, backoffBase: "20 millis", maxBackoff: "500 millis" },
-  timeout: "5 seconds"
-} as const
+const config = { ...w1Config, bufferSize: args.buffer }
 
-/** The statement, with the literals built row by row (names need no escaping in this workload). */
-const statementOf = (rows: ReadonlyArray<Row>): string => {
-  let ids = "{"
-  let users = "{"
-  let names = "{"
-  let amounts = "{"
-  let created = "{"
-  for (let i = 0; i < rows.length; i++) {
-    const r = rows[i]!
-    const sep = i === 0 ? "" : ","
-    ids += sep + r.id
-    users += sep + r.user_id
-    names += `${sep}"${r.name}"`
-    amounts += sep + r.amount
-    created += `${sep}"${r.created_at}"`
-  }
+/** The statement every executor sends. */
+const statementOf = (rows: ReadonlyArray<BenchRow>): string => {
+  const [ids, users, names, amounts, created] = unnestLiterals(rows)
   return (
     `SET LOCAL statement_timeout = 5000; INSERT INTO ${table} (id, user_id, name, amount, created_at) ` +
-    `SELECT * FROM unnest('${ids}}'::bigint[], '${users}}'::bigint[], '${names}}'::varchar[], ` +
-    `'${amounts}}'::float8[], '${created}}'::timestamp[]) ON CONFLICT (id) DO NOTHING`
+    `SELECT * FROM unnest('${ids}'::bigint[], '${users}'::bigint[], '${names}'::varchar[], ` +
+    `'${amounts}'::float8[], '${created}'::timestamp[]) ON CONFLICT (id) DO NOTHING`
   )
 }
 
@@ -102,14 +82,6 @@ const layers = {
 }
 type Variant = keyof typeof layers
 const variants = args.only.split(",").filter((v): v is Variant => v in layers)
-
-const makeRow = (id: number): Row => ({
-  id,
-  user_id: id % 1000,
-  name: `user-${id}`,
-  amount: id * 0.5,
-  created_at: "2024-01-01T00:00:00Z"
-})
 
 const main = Effect.gen(function* () {
   const sql = yield* PgClient.PgClient

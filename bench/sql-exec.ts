@@ -30,7 +30,7 @@ import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Effect, Exit, Layer, Redacted, Schema, Scope } from "effect"
 import * as mysql2 from "mysql2/promise"
 import pg from "pg"
-import { compile } from "./util.js"
+import { type BenchRow, compile, unnestLiterals } from "./util.js"
 
 interface RawStatement {
   readonly run: (params: ReadonlyArray<unknown>) => unknown
@@ -61,13 +61,7 @@ const args = (() => {
   return out
 })()
 
-type Row = {
-  readonly id: number
-  readonly user_id: number
-  readonly name: string
-  readonly amount: number
-  readonly created_at: string
-}
+type Row = BenchRow
 const columns = Schema.Struct({
   id: Schema.Number,
   user_id: Schema.Number,
@@ -196,7 +190,6 @@ const runBackend = async (backend: "pg" | "mysql" | "sqlite", builds: ReadonlyAr
     const cols = `"id", "user_id", "name", "amount", "created_at"`
     const unnest = `INSERT INTO "bench_exec"."bench_events" (${cols}) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::varchar[], $4::float8[], $5::timestamp[]) ON CONFLICT ("id") DO NOTHING`
     const json = `INSERT INTO "bench_exec"."bench_events" (${cols}) SELECT ${cols} FROM json_populate_recordset(NULL::"bench_exec"."bench_events", $1::json) ON CONFLICT ("id") DO NOTHING`
-    const q = (s: string) => (/["\\]/.test(s) ? `"${s.replace(/["\\]/g, "\\$&")}"` : `"${s}"`)
     variants.push(
       {
         name: "raw pg unnest (node-postgres arrays)",
@@ -213,50 +206,15 @@ const runBackend = async (backend: "pg" | "mysql" | "sqlite", builds: ReadonlyAr
       },
       {
         name: "raw pg unnest (text literals)",
-        run: () =>
-          feed(batches, inFlight, (batch) => {
-            let a = "{"
-            let b = "{"
-            let c = "{"
-            let d = "{"
-            let e = "{"
-            for (let i = 0; i < batch.length; i++) {
-              const r = batch[i]!
-              const sep = i === 0 ? "" : ","
-              a += sep + r.id
-              b += sep + r.user_id
-              c += sep + q(r.name)
-              d += sep + r.amount
-              e += sep + q(r.created_at)
-            }
-            return pool.query(unnest, [`${a}}`, `${b}}`, `${c}}`, `${d}}`, `${e}}`])
-          })
+        run: () => feed(batches, inFlight, (batch) => pool.query(unnest, [...unnestLiterals(batch)]))
       },
       {
         // What the executor sends with a deadline: the literals inlined, one simple query.
         name: "raw pg one trip (SET LOCAL; unnest literals)",
         run: () =>
           feed(batches, inFlight, (batch) => {
-            let a = "{"
-            let b = "{"
-            let c = "{"
-            let d = "{"
-            let e = "{"
-            for (let i = 0; i < batch.length; i++) {
-              const r = batch[i]!
-              const sep = i === 0 ? "" : ","
-              a += sep + r.id
-              b += sep + r.user_id
-              c += sep + q(r.name)
-              d += sep + r.amount
-              e += sep + q(r.created_at)
-            }
-            const insert = unnest
-              .replace("$1::", `'${a}}'::`)
-              .replace("$2::", `'${b}}'::`)
-              .replace("$3::", `'${c}}'::`)
-              .replace("$4::", `'${d}}'::`)
-              .replace("$5::", `'${e}}'::`)
+            const literals = unnestLiterals(batch)
+            const insert = unnest.replace(/\$(\d)::/g, (_, n: string) => `'${literals[Number(n) - 1]}'::`)
             return pool.query(`SET LOCAL statement_timeout = 30000; ${insert}`)
           })
       },

@@ -38,6 +38,31 @@ export interface BenchRow {
   readonly created_at: string
 }
 
+/**
+ * PostgreSQL text array literals of W1 rows, one per column (`{1,2}`, `{"user-1","user-2"}`, strings
+ * quoted, quotes and backslashes escaped), built row by row as a hand-written raw baseline would.
+ */
+export const unnestLiterals = (
+  rows: ReadonlyArray<BenchRow>
+): readonly [string, string, string, string, string] => {
+  const q = (s: string) => (/["\\]/.test(s) ? `"${s.replace(/["\\]/g, "\\$&")}"` : `"${s}"`)
+  let ids = "{"
+  let users = "{"
+  let names = "{"
+  let amounts = "{"
+  let created = "{"
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i]!
+    const sep = i === 0 ? "" : ","
+    ids += sep + r.id
+    users += sep + r.user_id
+    names += sep + q(r.name)
+    amounts += sep + r.amount
+    created += sep + q(r.created_at)
+  }
+  return [`${ids}}`, `${users}}`, `${names}}`, `${amounts}}`, `${created}}`]
+}
+
 export interface Sample {
   readonly variant: string
   readonly run: number
